@@ -1,0 +1,328 @@
+"""Finding, decoding, caching and splitting smear images.
+
+The dataset is small (a few thousand 224x224 JPEGs), so every image is decoded once into one
+uint8 array and kept in memory; the array is cached on disk keyed by the manifest, so a second
+run never decodes again. Training then augments tensors, never files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from blastscan.errors import BlastscanError
+from blastscan.io import atomic_write, atomic_write_text
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# Kaggle folder name -> the name the paper and the report use.
+DISPLAY_NAMES = {"Benign": "Benign", "Early": "Early Pre-B", "Pre": "Pre-B", "Pro": "Pro-B"}
+KAGGLE_VARIANTS = ("Original", "Segmented")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file as the manifest records it."""
+
+    path: str
+    label: int
+    class_name: str
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass
+class Dataset:
+    """The images of one dataset folder: class names and one Sample per readable image."""
+
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+    skipped: list[tuple[str, str]]  # (path, reason) of files that could not be read
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    @property
+    def paths(self) -> list[str]:
+        return [s.path for s in self.samples]
+
+    @property
+    def display_names(self) -> list[str]:
+        return [DISPLAY_NAMES.get(c, c) for c in self.classes]
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        return Dataset(self.root, self.classes, [self.samples[i] for i in indices], self.skipped)
+
+    def manifest_digest(self) -> str:
+        """A key for everything derived from these files, in this order."""
+        h = hashlib.sha256()
+        for s in self.samples:
+            h.update(f"{s.sha256}:{s.label}\n".encode())
+        return h.hexdigest()
+
+
+def resolve_class_root(data_dir: str | Path, variant: str = "Original") -> Path:
+    """The folder whose subfolders are the classes: `DIR/Original` in the Kaggle layout, else DIR."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise BlastscanError(f"{root}: no such folder; pass the dataset folder with --data")
+    if (root / variant).is_dir():
+        return root / variant
+    if any((root / v).is_dir() for v in KAGGLE_VARIANTS):
+        raise BlastscanError(f"{root}: has no {variant}/ folder; choose one of {KAGGLE_VARIANTS}")
+    return root
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def discover_classes(class_root: Path) -> list[tuple[str, list[Path]]]:
+    """Class folders in a stable order: the Kaggle order when it applies, else alphabetical."""
+    folders = sorted(p for p in class_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    known = [name for name in DISPLAY_NAMES if (class_root / name).is_dir()]
+    if known and len(known) == len(folders):
+        folders = [class_root / name for name in known]
+    found = [(f.name, _image_files(f)) for f in folders]
+    empty = [name for name, files in found if not files]
+    if empty:
+        raise BlastscanError(
+            f"{class_root}: class folder(s) {', '.join(empty)} hold no images; "
+            "add images or remove the folder"
+        )
+    if len(found) < 2:
+        raise BlastscanError(
+            f"{class_root}: found {len(found)} class folder(s); a classifier needs at least two "
+            "(one subfolder of images per class)"
+        )
+    return found
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def open_rgb(source: str | Path | bytes) -> Image.Image:
+    """Open any common image as 8-bit RGB, upright (EXIF orientation applied).
+
+    Alpha is composited on white, grayscale/CMYK/16-bit are converted, so every image reaches
+    the model the way training saw it. Raises BlastscanError naming the file on failure.
+    """
+    import io
+
+    name = "<upload>" if isinstance(source, bytes) else str(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BlastscanError(f"{name}: image too large to decode safely ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BlastscanError(f"{name}: not a readable image ({exc}); re-export it as JPEG/PNG") from exc
+    return _to_rgb8(image)
+
+
+def _to_rgb8(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() or 1.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return image.convert("RGB")
+
+
+def load_image_array(source: str | Path | bytes, size: int) -> np.ndarray:
+    """Decode and resize one image to (size, size, 3) uint8, the way training saw it."""
+    image = open_rgb(source)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _describe(path: Path, label: int, class_name: str) -> Sample | tuple[str, str]:
+    try:
+        data = path.read_bytes()
+        image = open_rgb(data)
+    except BlastscanError as exc:
+        return (str(path), str(exc).split(": ", 1)[-1])
+    except OSError as exc:
+        return (str(path), f"cannot read ({exc})")
+    digest = hashlib.sha256(data).hexdigest()
+    return Sample(str(path), label, class_name, digest, image.width, image.height)
+
+
+def scan_dataset(data_dir: str | Path, variant: str = "Original", workers: int | None = None) -> Dataset:
+    """Find every image, hash it and check it decodes; unreadable files are skipped and listed."""
+    class_root = resolve_class_root(data_dir, variant)
+    classes = discover_classes(class_root)
+    jobs = [(path, label, name) for label, (name, files) in enumerate(classes) for path in files]
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        results = list(pool.map(lambda job: _describe(*job), jobs))
+    samples = [r for r in results if isinstance(r, Sample)]
+    skipped = [r for r in results if not isinstance(r, Sample)]
+    missing = {name for name, _ in classes} - {s.class_name for s in samples}
+    if missing:
+        raise BlastscanError(
+            f"{class_root}: no readable image in class folder(s) {sorted(missing)}; "
+            "check the files listed as skipped"
+        )
+    return Dataset(class_root, [name for name, _ in classes], samples, skipped)
+
+
+def write_manifest(dataset: Dataset, path: Path) -> None:
+    """CSV of path, class, label, sha256, width, height: what exactly a run was trained on."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "class", "label", "sha256", "width", "height"])
+            for s in dataset.samples:
+                writer.writerow([s.path, s.class_name, s.label, s.sha256, s.width, s.height])
+
+    atomic_write(path, write)
+
+
+def default_cache_dir() -> Path:
+    """Where decoded arrays live unless the user says otherwise; never inside the dataset."""
+    return Path(os.environ.get("BLASTSCAN_CACHE", Path.home() / ".cache" / "blastscan"))
+
+
+def load_images(
+    dataset: Dataset, size: int, cache_dir: Path | None = None, workers: int | None = None
+) -> np.ndarray:
+    """All images as one (N, size, size, 3) uint8 array, decoded once and cached on disk.
+
+    The cache key covers the files' hashes, their order and the size, so a changed dataset or
+    size can never be served stale pixels. Cache files are plain .npy (no pickle).
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = hashlib.sha256(f"{dataset.manifest_digest()}:{size}:bilinear-v1".encode()).hexdigest()[:24]
+    cache_file = cache_dir / f"images-{size}px-{key}.npy"
+    if cache_file.is_file():
+        try:
+            array = np.load(cache_file, allow_pickle=False, mmap_mode=None)
+            if array.shape == (len(dataset.samples), size, size, 3):
+                return array
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        arrays = list(pool.map(lambda s: load_image_array(s.path, size), dataset.samples))
+    array = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    try:
+        atomic_write(cache_file, lambda tmp: np.save(open(tmp, "wb"), array, allow_pickle=False))
+    except OSError as exc:
+        warnings.warn(f"could not write image cache {cache_file}: {exc}", stacklevel=2)
+    return array
+
+
+def duplicate_groups(dataset: Dataset) -> np.ndarray:
+    """Group id per sample: byte-identical files (same sha256) share a group."""
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(s.sha256, len(ids)) for s in dataset.samples], dtype=np.int64)
+
+
+def stratified_group_split(
+    labels: np.ndarray, groups: np.ndarray, test_size: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reproducible stratified train/test split that never separates a group.
+
+    scikit-learn has stratified group *K-fold* but no stratified group *shuffle* split with an
+    exact fraction, so this is done per class: shuffle the groups and move whole groups to the
+    test side until it holds `test_size` of that class.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    test_mask = np.zeros(len(labels), dtype=bool)
+    group_label = {}
+    for g, y in zip(groups.tolist(), labels.tolist(), strict=True):
+        group_label.setdefault(g, y)
+    for cls in np.unique(labels):
+        class_groups = np.array(sorted(g for g, y in group_label.items() if y == cls))
+        rng.shuffle(class_groups)
+        target = round(test_size * np.sum(labels == cls))
+        taken = 0
+        for g in class_groups:
+            if taken >= target:
+                break
+            members = groups == g
+            test_mask |= members
+            taken += int(members.sum())
+    return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+
+
+def save_split(path: Path, dataset: Dataset, train_idx: Iterable[int], test_idx: Iterable[int], **info) -> None:
+    """The split as file paths, so anyone can see which images were held out."""
+    payload = {
+        **info,
+        "train": [dataset.samples[i].path for i in train_idx],
+        "test": [dataset.samples[i].path for i in test_idx],
+    }
+    atomic_write_text(path, json.dumps(payload, indent=1))
+
+
+def to_float_tensor(batch_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1], channels_last in memory (fast on CPU)."""
+    t = torch.as_tensor(batch_uint8)
+    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+def augment(
+    x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0
+) -> torch.Tensor:
+    """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
+
+    Smears have no up or left, so the 8 dihedral symmetries are free data. Colour jitter
+    scales brightness and contrast and shifts the stain per channel; it is what makes the
+    network robust to other microscopes' light and stains.
+    """
+    n = x.shape[0]
+    flip = torch.rand(n, generator=generator) < 0.5
+    turns = torch.randint(0, 4, (n,), generator=generator)
+    out = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if x.shape[2] == x.shape[3]:
+        rotated = [torch.rot90(out, k, dims=(2, 3)) for k in range(4)]
+        out = torch.stack(rotated)[turns, torch.arange(n)]
+    if color_jitter > 0:
+        s = color_jitter
+        brightness = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * s
+        contrast = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * s
+        stain = 1 + (torch.rand(n, 3, 1, 1, generator=generator) * 2 - 1) * s * 0.5
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = ((out - mean) * contrast + mean) * brightness * stain
+        out = out.clamp_(0.0, 1.0)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def summary(dataset: Dataset) -> dict:
+    counts = np.bincount(dataset.labels, minlength=len(dataset.classes))
+    return {
+        "root": str(dataset.root),
+        "classes": dataset.classes,
+        "display_names": dataset.display_names,
+        "counts": dict(zip(dataset.classes, counts.tolist(), strict=True)),
+        "images": len(dataset.samples),
+        "exact_duplicate_images": int(len(dataset.samples) - len(set(s.sha256 for s in dataset.samples))),
+        "skipped": [{"path": p, "reason": r} for p, r in dataset.skipped],
+    }
+
+
