@@ -1,0 +1,3 @@
+from blastscan.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""Deep features and logits of a trained DarkNet-19 for every image, batched.
+
+Training's validation, `extract` and `predict` all run the network through `infer`, so the
+images reach the model the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blastscan.data import to_float_tensor
+from blastscan.io import atomic_write
+
+
+@dataclass
+class Inference:
+    features: np.ndarray  # (N, 1000) float32: pooled conv19, the paper's deep features
+    logits: np.ndarray  # (N, K) float32
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        z = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def infer(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Inference:
+    """Features and logits for (N, H, W, 3) uint8 images, in eval mode, in order."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    feats, logits = [], []
+    use_amp = device.type == "cuda"
+    for start in range(0, len(images), batch_size):
+        batch = to_float_tensor(images[start : start + batch_size], device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            f = model.features(batch)
+            z = model.head(f)
+        feats.append(f.float().cpu().numpy())
+        logits.append(z.float().cpu().numpy())
+        if on_batch:
+            on_batch(len(batch))
+    model.train(was_training)
+    k = getattr(model, "num_classes", 0)
+    return Inference(
+        np.concatenate(feats) if feats else np.zeros((0, 1000), np.float32),
+        np.concatenate(logits) if logits else np.zeros((0, k), np.float32),
+    )
+
+
+def save_features(path: Path, inference: Inference, labels, classes, display_names, paths, sha256) -> None:
+    """Write a features file: plain arrays only, so loading it needs no pickle."""
+    arrays = {
+        "X": inference.features.astype(np.float32),
+        "logits": inference.logits.astype(np.float32),
+        "y": np.asarray(labels, dtype=np.int64),
+        "classes": np.asarray(classes, dtype=str),
+        "display_names": np.asarray(display_names, dtype=str),
+        "paths": np.asarray(paths, dtype=str),
+        "sha256": np.asarray(sha256, dtype=str),
+    }
+    atomic_write(Path(path), lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+
+
+def extract(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out: str | Path,
+    batch_size: int = 64,
+    variant: str = "Original",
+    cache_dir: Path | None = None,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Write the 1000 deep features (and logits) of every image of a dataset to an .npz file."""
+    from blastscan import data as D
+    from blastscan.progress import progress_bar
+    from blastscan.training import configure_threads, load_trained_model
+
+    configure_threads()
+    model, meta = load_trained_model(model_dir)
+    torch_device = pick_device(device)
+    model = model.to(torch_device)
+    dataset = D.scan_dataset(data_dir, variant)
+    if dataset.classes != meta["classes"]:
+        from blastscan.errors import BlastscanError
+
+        raise BlastscanError(
+            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
+        )
+    images = D.load_images(dataset, meta["image_size"], cache_dir)
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("extract", total=len(images))
+        result = infer(model, images, batch_size, torch_device, lambda n: bar.advance(task, n))
+    save_features(
+        Path(out), result, dataset.labels, dataset.classes, dataset.display_names,
+        dataset.paths, [s.sha256 for s in dataset.samples],
+    )  # fmt: skip
+    return Path(out)
+
+
+def load_features(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a features file written by `extract`, checking it is usable."""
+    from blastscan.errors import BlastscanError
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise BlastscanError(f"{path}: not a readable features file ({exc}); run blastscan extract") from exc
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise BlastscanError(f"{path}: has no '{key}' array; run blastscan extract to make one")
+    X = arrays["X"]
+    if X.ndim != 2 or len(X) != len(arrays["y"]):
+        raise BlastscanError(f"{path}: X has shape {X.shape} for {len(arrays['y'])} labels")
+    if not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).any(axis=1).sum())
+        raise BlastscanError(f"{path}: {bad} rows hold NaN or inf; re-extract the features")
+    return arrays

@@ -1,0 +1,458 @@
+"""Fine-tuning DarkNet-19 with the paper's recipe (or a faster one), resumable.
+
+Everything random in an epoch (shuffling, augmentation) comes from a generator seeded by
+(seed, epoch), and the learning rate is a pure function of the step, so a run resumed from the
+checkpoint of epoch e continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from blastscan import data as D
+from blastscan.errors import BlastscanError
+from blastscan.features import infer, pick_device
+from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
+from blastscan.models import darknet19
+
+log = logging.getLogger("blastscan.train")
+
+CHECKPOINT_FORMAT = "blastscan-checkpoint-1"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters; the defaults are the paper's Table 1."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "piecewise"  # "piecewise" (paper: x0.1 every lr_drop_period) or "onecycle"
+    lr_drop_period: int = 10
+    lr_drop_factor: float = 0.1
+    image_size: int = 224
+    start_image_size: int | None = None  # progressive resizing from this size up to image_size
+    test_size: float = 0.3
+    val_fraction: float = 0.1  # of the training part, for choosing the 'best' checkpoint
+    seed: int = 0
+    color_jitter: float = 0.0
+    variant: str = "Original"
+    pretrained: str | None = None
+    max_per_class: int | None = None  # a stratified subset, for quick runs and tests
+    compile: bool = False
+    device: str | None = None
+    recipe: str = "paper"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+RECIPES: dict[str, dict] = {
+    "paper": {},
+    # One-cycle at a high peak rate: batch-norm statistics settle as the rate anneals,
+    # which the piecewise schedule at lr 0.01 from scratch does not give in few epochs.
+    "fast": dict(
+        epochs=14, batch_size=64, lr=0.05, schedule="onecycle", image_size=160,
+        start_image_size=128, color_jitter=0.0,
+    ),
+}  # fmt: skip
+
+
+def recipe_config(recipe: str, **overrides) -> TrainConfig:
+    if recipe not in RECIPES:
+        raise BlastscanError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
+    base = replace(TrainConfig(), recipe=recipe, **RECIPES[recipe])
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The rate at a global step: a pure function, so resuming needs no scheduler state."""
+    epoch = step // steps_per_epoch
+    if config.schedule == "piecewise":
+        return config.lr * config.lr_drop_factor ** (epoch // config.lr_drop_period)
+    if config.schedule == "onecycle":
+        total = config.epochs * steps_per_epoch
+        warm = max(1, int(0.25 * total))
+        if step < warm:  # cosine warm-up from lr/25
+            return config.lr / 25 + (config.lr - config.lr / 25) * (1 - math.cos(math.pi * step / warm)) / 2
+        t = (step - warm) / max(1, total - warm)
+        return config.lr * 1e-3 + (config.lr - config.lr * 1e-3) * (1 + math.cos(math.pi * t)) / 2
+    raise BlastscanError(f"unknown schedule {config.schedule!r}; use piecewise or onecycle")
+
+
+def image_size_at(config: TrainConfig, epoch: int) -> int:
+    """Progressive resizing: small images early (fast), the full size for the last third."""
+    start = config.start_image_size
+    if not start or start >= config.image_size:
+        return config.image_size
+    ramp_end = max(1, int(config.epochs * 2 / 3))
+    if epoch >= ramp_end:
+        return config.image_size
+    size = start + (config.image_size - start) * epoch / ramp_end
+    return int(round(size / 32) * 32)
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray | None = None) -> Split:
+    """70/30 train/test split, then a validation slice of the training part; groups never straddle."""
+    labels = dataset.labels
+    groups = D.duplicate_groups(dataset) if groups is None else groups
+    train, test = D.stratified_group_split(labels, groups, config.test_size, config.seed)
+    val = np.array([], dtype=np.int64)
+    if config.val_fraction > 0:
+        fit_part, val_part = D.stratified_group_split(
+            labels[train], groups[train], config.val_fraction, config.seed + 1
+        )
+        train, val = train[fit_part], train[val_part]
+    return Split(np.sort(train), np.sort(val), np.sort(test))
+
+
+def limit_per_class(dataset: D.Dataset, max_per_class: int | None, seed: int) -> D.Dataset:
+    if not max_per_class:
+        return dataset
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls in range(len(dataset.classes)):
+        idx = np.flatnonzero(dataset.labels == cls)
+        keep.extend(rng.permutation(idx)[:max_per_class].tolist())
+    return dataset.subset(sorted(keep))
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent,
+        )  # fmt: skip
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op work; one inter-op thread avoids oversubscription."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, cores or 1))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, meta: dict) -> None:
+    """Model and optimizer tensors in one safetensors file, metadata in JSON beside it."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, param in enumerate(optimizer.param_groups[0]["params"]):
+        buf = optimizer.state.get(param, {}).get("momentum_buffer")
+        if buf is not None:
+            tensors[f"optim.{i}.momentum_buffer"] = buf.detach().cpu().contiguous()
+    stamp = {"format": CHECKPOINT_FORMAT, "epoch": str(meta["epoch"])}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=stamp))
+    atomic_write_json(path.with_suffix(".json"), {**meta, "format": CHECKPOINT_FORMAT})
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer=None) -> dict:
+    """Restore model (and optimizer) from a checkpoint; returns its JSON metadata."""
+    meta_path = path.with_suffix(".json")
+    try:
+        import json
+
+        meta = json.loads(meta_path.read_text())
+        tensors = load_file(str(path))
+    except (OSError, ValueError) as exc:
+        raise BlastscanError(
+            f"{path}: checkpoint missing or damaged ({exc}); start again without --resume"
+        ) from exc
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise BlastscanError(f"{meta_path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    if optimizer is not None:
+        params = optimizer.param_groups[0]["params"]
+        for i, p in enumerate(params):
+            key = f"optim.{i}.momentum_buffer"
+            if key in tensors:
+                optimizer.state[p]["momentum_buffer"] = tensors[key].to(p.device)
+    return meta
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict]
+    test_metrics: dict
+    seconds: float
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    # Drop a last batch of one: batch-norm cannot normalise a single sample.
+    return [b for b in order.split(batch_size) if len(b) > 1]
+
+
+def train_one_epoch(model, optimizer, images, labels, config, epoch, device, steps_per_epoch, progress=None):
+    model.train()
+    gen = _epoch_generator(config.seed, epoch)
+    size = image_size_at(config, epoch)
+    total_loss = correct = seen = 0
+    for i, idx in enumerate(_batches(len(images), config.batch_size, gen)):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
+        x = D.to_float_tensor(images[idx.numpy()], device)
+        x = D.augment(x, gen, config.color_jitter)
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.as_tensor(labels[idx.numpy()], device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(idx)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(idx)
+        if progress:
+            progress(len(idx))
+    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+
+
+def evaluate_logits(model, images, labels, batch_size, device) -> tuple[float, float, np.ndarray]:
+    out = infer(model, images, batch_size=batch_size, device=device)
+    logits = torch.from_numpy(out.logits)
+    loss = F.cross_entropy(logits, torch.from_numpy(labels)).item() if len(labels) else float("nan")
+    pred = out.logits.argmax(1)
+    return loss, float((pred == labels).mean()) if len(labels) else float("nan"), pred
+
+
+def prepare_run_dir(out: Path, resume: bool) -> None:
+    last = out / "checkpoints" / "last.safetensors"
+    if out.exists() and last.exists() and not resume:
+        raise BlastscanError(f"{out}: already holds a training run; pass --resume or choose another --out")
+    if resume and not last.exists():
+        raise BlastscanError(f"{out}: no checkpoint to resume from; run without --resume")
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+
+
+def _add_log_file(out: Path) -> logging.Handler:
+    handler = logging.FileHandler(out / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def train(
+    data_dir: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+    dataset: D.Dataset | None = None,
+) -> TrainResult:
+    """Train DarkNet-19 on a dataset folder and leave a complete, readable run directory."""
+    out = Path(out)
+    prepare_run_dir(out, resume)
+    handler = _add_log_file(out)
+    try:
+        return _train(data_dir, out, config, resume, cache_dir, show_progress, dataset)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset) -> TrainResult:
+    configure_threads()
+    if resume:
+        import json
+
+        config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    device = pick_device(config.device)
+    dataset = dataset or D.scan_dataset(data_dir, config.variant)
+    dataset = limit_per_class(dataset, config.max_per_class, config.seed)
+    split = make_split(dataset, config)
+    atomic_write_json(out / "config.json", asdict(config))
+    atomic_write_json(out / "dataset.json", D.summary(dataset))
+    D.write_manifest(dataset, out / "manifest.csv")
+    D.save_split(out / "split.json", dataset, split.train, split.test, val=[dataset.samples[i].path for i in split.val], seed=config.seed)
+    log.info("data: %d images, %d train / %d val / %d test, device %s", len(dataset.samples), len(split.train), len(split.val), len(split.test), device)
+
+    images = D.load_images(dataset, config.image_size, cache_dir)
+    labels = dataset.labels
+    model = darknet19(len(dataset.classes), pretrained=config.pretrained).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    step_model = torch.compile(model) if config.compile else model
+
+    history: list[dict] = []
+    start_epoch, best_acc = 0, -1.0
+    last_ckpt = out / "checkpoints" / "last.safetensors"
+    if resume:
+        meta = load_checkpoint(last_ckpt, model, optimizer)
+        history, start_epoch, best_acc = meta["history"], meta["epoch"] + 1, meta.get("best_val_accuracy", -1.0)
+        log.info("resumed from epoch %d", start_epoch)
+
+    train_images, train_labels = images[split.train], labels[split.train]
+    steps_per_epoch = len(_batches(len(train_images), config.batch_size, _epoch_generator(0, 0)))
+    t_start = time.perf_counter() - sum(h["seconds"] for h in history)
+    common = {"classes": dataset.classes, "display_names": dataset.display_names, "image_size": config.image_size,
+              "input": "RGB in [0,1], NCHW, no mean/std normalisation", "git_commit": git_commit(), "config": asdict(config)}  # fmt: skip
+
+    from blastscan.progress import progress_bar
+
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("train", total=(config.epochs - start_epoch) * len(train_images))
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            tr_loss, tr_acc, seen = train_one_epoch(step_model, optimizer, train_images, train_labels, config, epoch, device, steps_per_epoch, lambda n: bar.advance(task, n))  # fmt: skip
+            train_seconds = time.perf_counter() - t0
+            val_loss, val_acc, _ = evaluate_logits(model, images[split.val], labels[split.val], 2 * config.batch_size, device)
+            row = {"epoch": epoch + 1, "lr": learning_rate(config, epoch * steps_per_epoch, steps_per_epoch),
+                   "image_size": image_size_at(config, epoch), "train_loss": tr_loss, "train_accuracy": tr_acc,
+                   "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0,
+                   "train_images_per_second": seen / train_seconds}  # fmt: skip
+            history.append(row)
+            log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+            bar.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {tr_loss:.3f} val {val_acc:.3f}")
+            meta = {**common, "epoch": epoch, "history": history}
+            if len(split.val) and val_acc > best_acc:
+                best_acc = val_acc
+                save_checkpoint(out / "checkpoints" / "best.safetensors", model, optimizer, {**meta, "picked_on": "validation split (part of the 70%)"})
+            meta["best_val_accuracy"] = best_acc
+            save_checkpoint(last_ckpt, model, optimizer, meta)
+            write_history(out, history)
+
+    seconds = time.perf_counter() - t_start
+    if not (out / "checkpoints" / "final.safetensors").exists():
+        recompute_bn_statistics(model, train_images, 2 * config.batch_size, device)
+        save_checkpoint(out / "checkpoints" / "final.safetensors", model, optimizer, {**common, "epoch": config.epochs - 1, "history": history, "bn_statistics": "population, over the training images"})
+    else:
+        load_checkpoint(out / "checkpoints" / "final.safetensors", model)
+    test_metrics = final_test_metrics(model, images, labels, split, dataset, config, device)
+    test_metrics["train_seconds"] = seconds
+    test_metrics["train_images_per_second_mean"] = float(np.mean([h["train_images_per_second"] for h in history])) if history else None
+    atomic_write_json(out / "metrics.json", test_metrics)
+    plot_training_curves(history, out / "figures")
+    log.info("test accuracy (final epoch, %d held-out images): %.4f", len(split.test), test_metrics["accuracy"])
+    return TrainResult(out, history, test_metrics, seconds)
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model, images: np.ndarray, batch_size: int, device) -> None:
+    """Batch-norm statistics over the whole training set, as MATLAB's trainNetwork does at the end.
+
+    Running averages lag far behind the weights at high learning rates (few steps per epoch);
+    population statistics make the final network's eval mode match what it learned.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    batches = (D.to_float_tensor(images[i : i + batch_size], device) for i in range(0, len(images), batch_size))
+    update_bn(batches, model, device=device)
+    model.eval()
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    atomic_write_json(out / "history.json", history)
+    keys = list(history[0])
+    lines = [",".join(keys)] + [",".join(f"{h[k]}" for k in keys) for h in history]
+    atomic_write_text(out / "history.csv", "\n".join(lines) + "\n")
+
+
+def final_test_metrics(model, images, labels, split, dataset, config, device) -> dict:
+    """Confusion matrix and per-class precision/recall/F1 on the held-out 30%, final epoch."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    _, acc, pred = evaluate_logits(model, images[split.test], labels[split.test], 2 * config.batch_size, device)
+    y = labels[split.test]
+    k = len(dataset.classes)
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=range(k), zero_division=0)
+    return {
+        "split": "held-out 30% (duplicate-aware), final epoch's weights",
+        "n_test": len(y),
+        "accuracy": acc,
+        "classes": dataset.display_names,
+        "confusion_matrix": confusion_matrix(y, pred, labels=range(k)).tolist(),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(dataset.display_names)
+        },
+    }
+
+
+def plot_training_curves(history: list[dict], figures: Path) -> dict[str, Path]:
+    """The paper's Figure 3 (accuracy) and Figure 4 (loss) against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    paths = {}
+    for key, title, name in (("accuracy", "Accuracy", "accuracy.png"), ("loss", "Loss", "loss.png")):
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", ms=3, label="training")
+        if any(not math.isnan(h[f"val_{key}"]) for h in history):
+            ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="s", ms=3, label="validation")
+        ax.set(xlabel="epoch", ylabel=key, title=f"DarkNet-19 training {title.lower()}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = figures / name
+        atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png"))
+        plt.close(fig)
+        paths[key] = path
+    return paths
+
+
+def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
+    """A trained DarkNet-19 and its checkpoint metadata, from a run directory or a checkpoint.
+
+    'final' is the last epoch with population batch-norm statistics; an interrupted run has
+    only 'last' (and 'best'), which is used instead.
+    """
+    path = Path(run_or_checkpoint)
+    ckpt = path / "checkpoints" / f"{which}.safetensors" if path.is_dir() else path
+    if path.is_dir() and which == "final" and not ckpt.is_file():
+        ckpt = path / "checkpoints" / "last.safetensors"
+    if not ckpt.is_file():
+        raise BlastscanError(f"{ckpt}: no checkpoint there; pass a training run directory (--model)")
+    import json
+
+    try:
+        classes = json.loads(ckpt.with_suffix(".json").read_text())["classes"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BlastscanError(f"{ckpt.with_suffix('.json')}: missing or damaged metadata ({exc})") from exc
+    model = darknet19(len(classes))
+    meta = load_checkpoint(ckpt, model)
+    return model.to(memory_format=torch.channels_last).eval(), meta
