@@ -67,6 +67,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling and augmentation.")] = 0,
     variant: Annotated[str, typer.Option(help="Original or Segmented, in the Kaggle layout.")] = "Original",
     val_fraction: Annotated[float, typer.Option(help="Part of the 70% held out to pick the 'best' checkpoint.")] = 0.1,
+    outer_folds: Annotated[int, typer.Option(help="If > 0, hold out one fold of a stratified group K-fold instead of 30%.")] = 0,
+    outer_fold: Annotated[int, typer.Option(help="Which outer fold to hold out (0-based).")] = 0,
     max_per_class: Annotated[int | None, typer.Option(help="Use at most this many images per class (quick runs).")] = None,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu")] = None,
@@ -82,7 +84,7 @@ def train(
         recipe, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
         color_jitter=color_jitter, pretrained=str(pretrained) if pretrained else None, seed=seed,
         variant=variant, val_fraction=val_fraction, max_per_class=max_per_class, compile=compile,
-        device=device,
+        device=device, outer_folds=outer_folds, outer_fold=outer_fold,
     )  # fmt: skip
     result = run_training(data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet)
     m = result.test_metrics

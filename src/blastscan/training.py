@@ -46,6 +46,8 @@ class TrainConfig:
     image_size: int = 224
     start_image_size: int | None = None  # progressive resizing from this size up to image_size
     test_size: float = 0.3
+    outer_folds: int = 0  # > 0: hold out fold `outer_fold` of a group K-fold instead of 30%
+    outer_fold: int = 0
     val_fraction: float = 0.1  # of the training part, for choosing the 'best' checkpoint
     seed: int = 0
     color_jitter: float = 0.0
@@ -116,10 +118,16 @@ class Split:
 
 
 def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray | None = None) -> Split:
-    """70/30 train/test split, then a validation slice of the training part; groups never straddle."""
+    """70/30 train/test split (or one outer fold), then a validation slice of the training part.
+
+    Duplicate groups (exact and near) never straddle any of the three parts.
+    """
     labels = dataset.labels
     groups = D.duplicate_groups(dataset) if groups is None else groups
-    train, test = D.stratified_group_split(labels, groups, config.test_size, config.seed)
+    if config.outer_folds:
+        train, test = outer_fold_split(labels, groups, config.outer_folds, config.outer_fold, config.seed)
+    else:
+        train, test = D.stratified_group_split(labels, groups, config.test_size, config.seed)
     val = np.array([], dtype=np.int64)
     if config.val_fraction > 0:
         fit_part, val_part = D.stratified_group_split(
@@ -127,6 +135,17 @@ def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray | Non
         )
         train, val = train[fit_part], train[val_part]
     return Split(np.sort(train), np.sort(val), np.sort(test))
+
+
+def outer_fold_split(labels, groups, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test indices of one fold of a stratified group K-fold (the strict protocol's folds)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 <= fold < n_folds:
+        raise BlastscanError(f"outer fold {fold} is out of range for {n_folds} folds")
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    train, test = list(cv.split(np.zeros(len(labels)), labels, groups))[fold]
+    return train, test
 
 
 def limit_per_class(dataset: D.Dataset, max_per_class: int | None, seed: int) -> D.Dataset:
@@ -301,14 +320,15 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset) -> 
     device = pick_device(config.device)
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
-    split = make_split(dataset, config)
+    images = D.load_images(dataset, config.image_size, cache_dir)
+    groups = D.duplicate_groups(dataset, images)
+    split = make_split(dataset, config, groups)
     atomic_write_json(out / "config.json", asdict(config))
-    atomic_write_json(out / "dataset.json", D.summary(dataset))
+    atomic_write_json(out / "dataset.json", {**D.summary(dataset), "duplicate_groups": D.group_summary(groups)})
     D.write_manifest(dataset, out / "manifest.csv")
     D.save_split(out / "split.json", dataset, split.train, split.test, val=[dataset.samples[i].path for i in split.val], seed=config.seed)
     log.info("data: %d images, %d train / %d val / %d test, device %s", len(dataset.samples), len(split.train), len(split.val), len(split.test), device)
 
-    images = D.load_images(dataset, config.image_size, cache_dir)
     labels = dataset.labels
     model = darknet19(len(dataset.classes), pretrained=config.pretrained).to(device)
     model = model.to(memory_format=torch.channels_last)
