@@ -61,7 +61,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs.", show_default="30 (paper), 14 (fast)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.", show_default="128 (paper), 64 (fast)")] = None,
     lr: Annotated[float | None, typer.Option(help="Initial (paper) or peak (fast) learning rate.", show_default="0.01 (paper), 0.05 (fast)")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input size in px; 256 is what MATLAB's darknet19 takes.", show_default="224 (paper), 160 (fast)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input size in px; 256 is what MATLAB's darknet19 takes.", show_default="224 (paper), 128 (fast)")] = None,
     color_jitter: Annotated[float | None, typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0")] = None,
     pretrained: Annotated[Path | None, typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling and augmentation.")] = 0,
@@ -114,6 +114,53 @@ def extract(
 
     path = run_extract(model, data, out, batch_size, variant, cache_dir, device, not quiet)
     typer.echo(f"features written to {path}")
+
+
+# ---------------------------------------------------------------- reproduce
+
+
+@app.command()
+@friendly_errors
+def reproduce(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Run directory for everything (resumable).")],
+    quick: Annotated[bool, typer.Option("--quick", help="The same chain, small: a few minutes on a CPU.")] = False,
+    protocol: Annotated[list[str], typer.Option(help="paper, holdout, strict; repeat for several.")] = ["paper", "holdout"],  # noqa: B006
+    recipe: Annotated[str, typer.Option(help="CNN training recipe: paper or fast.")] = "paper",
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Override the recipe's input size.")] = None,
+    presets: Annotated[list[str] | None, typer.Option("--preset", help="Classifier preset(s); default: the paper's SVM/ANN/KNN/Naive Bayes rows.")] = None,
+    threshold: Annotated[float, typer.Option(help="Keep features with mRMR score above this.")] = 0.25,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds of the paper protocol.")] = 10,
+    strict_folds: Annotated[int, typer.Option(help="Outer folds (one CNN each) of the strict protocol.")] = 5,
+    cnn: Annotated[Path | None, typer.Option(help="Reuse this training run instead of training a CNN.")] = None,
+    features: Annotated[Path | None, typer.Option(help="Reuse this features file instead of extracting.")] = None,
+    strict_dir: Annotated[Path | None, typer.Option(help="Reuse fold{k}/ runs and fold{k}.npz features from here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for splits and training.")] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Run the paper's whole method (train, extract, select, classify, report) into one run directory."""
+    import logging
+    from dataclasses import replace
+
+    from blastscan.reproduce import ReproduceOptions, quick_options
+    from blastscan.reproduce import reproduce as run
+    from blastscan.training import recipe_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    kwargs = dict(protocols=tuple(protocol), presets=presets or None, threshold=threshold, seed=seed)
+    if quick:
+        options = quick_options(**kwargs)
+    else:
+        config = recipe_config(recipe, epochs=epochs, image_size=image_size, seed=seed)
+        options = ReproduceOptions(n_splits=folds, strict_folds=strict_folds, train_config=config, **kwargs)
+    if quick and (epochs or image_size):
+        options.train_config = replace(options.train_config, epochs=epochs or options.train_config.epochs,
+                                       image_size=image_size or options.train_config.image_size)  # fmt: skip
+    run_dir = run(data, out, options, cnn_dir=cnn, features_path=features, cache_dir=cache_dir,
+                  show_progress=not quiet, strict_dir=strict_dir)  # fmt: skip
+    typer.echo(f"report: {run_dir / 'report.html'}  metrics: {run_dir / 'metrics.json'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -81,13 +81,27 @@ def cross_validate(
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):
         raise BlastscanError(f"X has {len(X)} rows but y has {len(y)} labels; they must match")
-    splitter = make_splitter(n_splits, seed, groups is not None)
-    splits = list(splitter.split(X, y, groups))
+    splits = list(make_splitter(n_splits, seed, groups is not None).split(X, y, groups))
+    return _cross_validate_splits(pipeline, X, y, splits, n_jobs, return_proba, inspect)
+
+
+def _cross_validate_splits(
+    pipeline: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    n_jobs: int,
+    return_proba: bool = False,
+    inspect: Callable[[Any], Any] | None = None,
+    fold_columns: list[np.ndarray] | None = None,
+) -> CVResult:
+    """Run given splits in parallel; `fold_columns[k]` restricts fold k to those features."""
     classes = np.unique(y)
+    columns = fold_columns or [None] * len(splits)
     start = time.perf_counter()
     outputs = Parallel(n_jobs=n_jobs)(
-        delayed(_run_fold)(pipeline, X, y, train, test, classes, return_proba, inspect)
-        for train, test in splits
+        delayed(_run_fold)(pipeline, X, y, train, test, cols, classes, return_proba, inspect)
+        for (train, test), cols in zip(splits, columns, strict=True)
     )
     seconds = time.perf_counter() - start
     return _collect(outputs, splits, y, classes, seconds, return_proba)
@@ -99,6 +113,7 @@ def _run_fold(
     y: np.ndarray,
     train: np.ndarray,
     test: np.ndarray,
+    columns: np.ndarray | None,
     classes: np.ndarray,
     return_proba: bool,
     inspect: Callable[[Any], Any] | None,
@@ -106,11 +121,14 @@ def _run_fold(
     """Fit on the training rows, predict the test rows; runs in a worker process."""
     start = time.perf_counter()
     model = clone(pipeline)
+    X_train, X_test = X[train], X[test]
+    if columns is not None:
+        X_train, X_test = X_train[:, columns], X_test[:, columns]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(X[train], y[train])
-        pred = model.predict(X[test])
-        proba = _aligned_proba(model, X[test], classes) if return_proba else None
+        model.fit(X_train, y[train])
+        pred = model.predict(X_test)
+        proba = _aligned_proba(model, X_test, classes) if return_proba else None
     return {
         "pred": pred,
         "proba": proba,
@@ -346,21 +364,23 @@ def evaluate_feature_sets(
     X, y = np.asarray(X), np.asarray(y)
     names = [get_preset(p).name for p in (presets or PAPER_ROWS.values())]
     start = time.perf_counter()
-    selection = _selection_record(X, selector_factory, selected_columns)
-    feature_sets = {"all": (X, None)}
+    splits = list(make_splitter(n_splits, seed, groups is not None).split(X, y, groups))
+    selection = _selection_record(selector_factory, selected_columns)
+    feature_sets: dict[str, tuple[np.ndarray, list[np.ndarray] | None]] = {"all": (X, None)}
     if selected_columns is not None:
         feature_sets["selected"] = (X[:, np.asarray(selected_columns, dtype=np.int64)], None)
     elif selector_factory is not None:
-        feature_sets["selected"] = (X, selector_factory)
+        fold_columns, seconds = fit_fold_selectors(selector_factory, X, y, splits, n_jobs)
+        feature_sets["selected"] = (X, fold_columns)
+        selection["n_selected_per_fold"] = [len(c) for c in fold_columns]
+        selection["seconds"] = seconds
     results: dict[str, Any] = {}
     for name in names:
         results[name] = {"family": get_preset(name).family, "feature_sets": {}}
-        for set_name, (X_set, factory) in feature_sets.items():
+        for set_name, (X_set, fold_columns) in feature_sets.items():
             results[name]["feature_sets"][set_name] = _evaluate_one(
-                name, X_set, y, class_names, factory, n_splits, seed, groups, n_jobs
+                name, X_set, y, class_names, splits, fold_columns, seed, n_jobs
             )
-    if selector_factory is not None:
-        selection["n_selected_per_fold"] = _selected_counts(results)
     return {
         "n_samples": int(len(y)),
         "n_features": int(X.shape[1]),
@@ -380,8 +400,31 @@ def evaluate_feature_sets(
     }
 
 
+def fit_fold_selectors(
+    selector_factory: Callable[[], Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    n_jobs: int = -1,
+) -> tuple[list[np.ndarray], float]:
+    """Fit a fresh selector on each fold's training rows only; return the kept columns per fold.
+
+    Fitted once per fold and shared by every preset, since selection (mRMR) can cost more than
+    the classifiers; still leakage-free, as no fold's selector sees its test rows.
+    """
+    start = time.perf_counter()
+    columns = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_selector)(selector_factory(), X[train], y[train]) for train, _ in splits
+    )
+    return columns, time.perf_counter() - start
+
+
+def _fit_selector(selector: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(selector.fit(X, y).get_support())
+
+
 def _selection_record(
-    X: np.ndarray, selector_factory: Callable[[], Any] | None, columns: Sequence[int] | None
+    selector_factory: Callable[[], Any] | None, columns: Sequence[int] | None
 ) -> dict[str, Any]:
     if columns is not None:
         return {
@@ -404,17 +447,14 @@ def _evaluate_one(
     X: np.ndarray,
     y: np.ndarray,
     class_names: Sequence[str],
-    selector_factory: Callable[[], Any] | None,
-    n_splits: int,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fold_columns: list[np.ndarray] | None,
     seed: int,
-    groups: np.ndarray | None,
     n_jobs: int,
 ) -> dict[str, Any]:
-    selector = selector_factory() if selector_factory is not None else None
-    pipeline = make_classifier(name, selector=selector, seed=seed)
-    inspect = _count_selected if selector is not None else None
-    cv = cross_validate(pipeline, X, y, n_splits, seed, groups, n_jobs, inspect=inspect)
-    n_features = cv.fold_info if selector is not None else int(X.shape[1])
+    pipeline = make_classifier(name, seed=seed)
+    cv = _cross_validate_splits(pipeline, X, y, splits, n_jobs, fold_columns=fold_columns)
+    n_features = [len(c) for c in fold_columns] if fold_columns else int(X.shape[1])
     return {
         "metrics": classification_metrics(y, cv.y_pred, class_names),
         "fold_accuracy": cv.fold_accuracy.tolist(),
@@ -423,17 +463,6 @@ def _evaluate_one(
         "n_features": n_features,
         "warnings": cv.warnings,
     }
-
-
-def _count_selected(pipeline: Any) -> int:
-    """How many features the fold's fitted selector kept."""
-    return int(np.sum(pipeline.named_steps["select"].get_support()))
-
-
-def _selected_counts(results: dict[str, Any]) -> list[int]:
-    """Per-fold feature counts; identical across presets since folds and selector are the same."""
-    first = next(iter(results.values()))
-    return list(first["feature_sets"]["selected"]["n_features"])
 
 
 def best_result(results: dict[str, Any]) -> dict[str, Any] | None:

@@ -89,17 +89,22 @@ def extract(
     cache_dir: Path | None = None,
     device: str | None = None,
     show_progress: bool = True,
+    max_per_class: int | None = None,
+    seed: int = 0,
 ) -> Path:
-    """Write the 1000 deep features (and logits) of every image of a dataset to an .npz file."""
+    """Write the 1000 deep features (and logits) of every image of a dataset to an .npz file.
+
+    `max_per_class`/`seed` pick the same stratified subset training picked (quick runs).
+    """
     from blastscan import data as D
     from blastscan.progress import progress_bar
-    from blastscan.training import configure_threads, load_trained_model
+    from blastscan.training import configure_threads, limit_per_class, load_trained_model
 
     configure_threads()
     model, meta = load_trained_model(model_dir)
     torch_device = pick_device(device)
     model = model.to(torch_device)
-    dataset = D.scan_dataset(data_dir, variant)
+    dataset = limit_per_class(D.scan_dataset(data_dir, variant), max_per_class, seed)
     if dataset.classes != meta["classes"]:
         from blastscan.errors import BlastscanError
 

@@ -452,6 +452,9 @@ def _timings_section(metrics: dict[str, Any]) -> list[Block]:
     for name, protocol in _protocols(metrics).items():
         rows += [[stage, name, fmt_seconds(s)] for stage, s in protocol.get("timings", {}).items()]
         classical = protocol.get("classical", {})
+        if "seconds" in classical.get("selection", {}):
+            seconds = classical["selection"]["seconds"]
+            rows.append(["feature selection, fitted per fold", name, fmt_seconds(seconds)])
         if "seconds" in classical:
             rows.append(
                 ["classical classifiers (all presets, CV)", name, fmt_seconds(classical["seconds"])]

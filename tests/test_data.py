@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from blastscan import data as D
+from blastscan.errors import BlastscanError
+from helpers import make_image_folder
+
+
+def test_discovers_kaggle_layout_in_kaggle_order(tmp_path: Path):
+    make_image_folder(tmp_path / "ds" / "Original", classes=("Pro", "Benign", "Pre", "Early"))
+    ds = D.scan_dataset(tmp_path / "ds")
+    assert ds.classes == ["Benign", "Early", "Pre", "Pro"]
+    assert ds.display_names == ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
+    assert len(ds.samples) == 24 and np.bincount(ds.labels).tolist() == [6, 6, 6, 6]
+
+
+def test_any_one_folder_per_class_layout(tmp_path: Path):
+    make_image_folder(tmp_path, classes=("cats", "dogs"), per_class=3)
+    ds = D.scan_dataset(tmp_path)
+    assert ds.classes == ["cats", "dogs"] and ds.display_names == ["cats", "dogs"]
+
+
+def test_unreadable_files_are_skipped_and_listed(image_folder: Path):
+    (image_folder / "Pre" / "broken.jpg").write_bytes(b"not an image")
+    ds = D.scan_dataset(image_folder)
+    assert len(ds.samples) == 24
+    assert [Path(p).name for p, _ in ds.skipped] == ["broken.jpg"]
+
+
+def test_empty_class_and_single_class_are_clear_errors(tmp_path: Path):
+    make_image_folder(tmp_path / "a", classes=("x",), per_class=2)
+    with pytest.raises(BlastscanError, match="at least two"):
+        D.scan_dataset(tmp_path / "a")
+    make_image_folder(tmp_path / "b", classes=("x", "y"), per_class=2)
+    (tmp_path / "b" / "z").mkdir()
+    with pytest.raises(BlastscanError, match="hold no images"):
+        D.scan_dataset(tmp_path / "b")
+    with pytest.raises(BlastscanError, match="no such folder"):
+        D.scan_dataset(tmp_path / "missing")
+
+
+def test_manifest_and_cache(image_folder: Path, tmp_path: Path, monkeypatch):
+    ds = D.scan_dataset(image_folder)
+    D.write_manifest(ds, tmp_path / "run" / "manifest.csv")
+    lines = (tmp_path / "run" / "manifest.csv").read_text().splitlines()
+    assert lines[0] == "path,class,label,sha256,width,height" and len(lines) == 25
+    first = D.load_images(ds, 16, tmp_path / "cache")
+    assert first.shape == (24, 16, 16, 3) and first.dtype == np.uint8
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(D, "load_image_array", no_decoding)
+    np.testing.assert_array_equal(D.load_images(ds, 16, tmp_path / "cache"), first)
+
+
+def test_split_is_stratified_reproducible_and_keeps_duplicates_together():
+    labels = np.repeat([0, 1, 2, 3], [50, 100, 90, 80])
+    groups = np.arange(len(labels))
+    groups[1::2] = groups[::2][: len(groups[1::2])]  # pairs of duplicates
+    train, test = D.stratified_group_split(labels, groups, 0.3, seed=3)
+    again = D.stratified_group_split(labels, groups, 0.3, seed=3)
+    assert np.array_equal(train, again[0]) and np.array_equal(test, again[1])
+    assert set(train).isdisjoint(test) and len(train) + len(test) == len(labels)
+    assert not set(groups[train]) & set(groups[test])
+    for cls in range(4):
+        share = np.mean(labels[test] == cls) / np.mean(labels == cls)
+        assert 0.9 < share * len(test) / len(labels) / 0.3 < 1.1
+
+
+def test_near_duplicates_are_grouped(tmp_path: Path):
+    make_image_folder(tmp_path, classes=("a", "b"), per_class=4, size=32)
+    original = tmp_path / "a" / "img-000.png"
+    pixels = np.asarray(Image.open(original)).astype(int)
+    Image.fromarray(np.clip(pixels + 2, 0, 255).astype(np.uint8)).save(tmp_path / "a" / "img-000b.png")
+    (tmp_path / "b" / "copy.png").write_bytes((tmp_path / "b" / "img-001.png").read_bytes())
+    ds = D.scan_dataset(tmp_path)
+    groups = D.duplicate_groups(ds, D.load_images(ds, 32, tmp_path / "c"))
+    by_name = {Path(s.path).name + s.class_name: g for s, g in zip(ds.samples, groups, strict=True)}
+    assert by_name["img-000.pnga"] == by_name["img-000b.pnga"]
+    assert by_name["copy.pngb"] == by_name["img-001.pngb"]
+    assert len(set(groups)) == len(ds.samples) - 2
+
+
+def test_augment_keeps_shape_range_and_is_reproducible():
+    x = torch.rand(8, 3, 16, 16)
+    a = D.augment(x, torch.Generator().manual_seed(1), color_jitter=0.3)
+    b = D.augment(x, torch.Generator().manual_seed(1), color_jitter=0.3)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1
+    plain = D.augment(x, torch.Generator().manual_seed(2))
+    # flips and 90-degree turns only permute pixels
+    torch.testing.assert_close(plain.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
+def test_open_rgb_converts_odd_modes(tmp_path: Path):
+    Image.new("LA", (5, 4), (100, 0)).save(tmp_path / "gray_alpha.png")
+    Image.new("CMYK", (5, 4), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")
+    Image.fromarray(np.full((4, 5), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    for name in ("gray_alpha.png", "cmyk.jpg", "deep.png"):
+        image = D.open_rgb(tmp_path / name)
+        assert image.mode == "RGB" and image.size == (5, 4)
+    assert np.asarray(D.open_rgb(tmp_path / "gray_alpha.png")).min() == 255  # transparent on white

@@ -1,0 +1,106 @@
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from blastscan import training as T
+from blastscan.errors import BlastscanError
+from blastscan.models import darknet19
+
+TINY = T.TrainConfig(epochs=3, batch_size=8, lr=0.01, image_size=32, val_fraction=0.2, test_size=0.25)
+
+
+def test_tiny_overfit():
+    """The network can fit a handful of images: gradients, BN and the head are wired right."""
+    torch.manual_seed(0)
+    model = darknet19(4)
+    x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 4
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(40):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    assert (model(x).argmax(1) == y).all()
+
+
+def test_schedules():
+    c = T.TrainConfig(lr=0.01, lr_drop_period=10, lr_drop_factor=0.1)
+    assert T.learning_rate(c, 0, 5) == pytest.approx(0.01)
+    assert T.learning_rate(c, 10 * 5, 5) == pytest.approx(0.001)
+    assert T.learning_rate(c, 25 * 5, 5) == pytest.approx(0.0001)
+    oc = replace(c, schedule="onecycle", epochs=10, lr=0.05)
+    rates = [T.learning_rate(oc, s, 10) for s in range(100)]
+    assert max(rates) == pytest.approx(0.05, rel=1e-3) and rates[0] < 0.01 and rates[-1] < 1e-3
+    assert T.image_size_at(replace(c, epochs=9, image_size=224, start_image_size=128), 0) == 128
+    assert T.image_size_at(replace(c, epochs=9, image_size=224, start_image_size=128), 8) == 224
+
+
+def test_run_directory_is_complete(image_folder: Path, tmp_path: Path):
+    result = T.train(image_folder, tmp_path / "run", TINY, cache_dir=tmp_path / "cache", show_progress=False)
+    run = result.run_dir
+    for name in ("config.json", "manifest.csv", "split.json", "history.csv", "history.json",
+                 "metrics.json", "train.log", "figures/accuracy.png", "figures/loss.png",
+                 "checkpoints/last.safetensors", "checkpoints/final.safetensors", "checkpoints/best.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.sum(metrics["confusion_matrix"]) == metrics["n_test"] > 0
+    split = json.loads((run / "split.json").read_text())
+    assert set(split["train"]).isdisjoint(split["test"]) and set(split["val"]).isdisjoint(split["test"])
+    assert not list(image_folder.rglob("*.npy")), "nothing may be written into the dataset"
+    meta = json.loads((run / "checkpoints" / "final.json").read_text())
+    assert meta["classes"] == ["Benign", "Early", "Pre", "Pro"] and meta["image_size"] == 32
+    with pytest.raises(BlastscanError, match="--resume"):
+        T.train(image_folder, run, TINY, cache_dir=tmp_path / "cache", show_progress=False)
+
+
+def test_resume_after_interruption_gives_the_same_result(image_folder: Path, tmp_path: Path, monkeypatch):
+    config = replace(TINY, schedule="onecycle", color_jitter=0.2)
+    T.train(image_folder, tmp_path / "whole", config, cache_dir=tmp_path / "c", show_progress=False)
+
+    real_epoch, calls = T.train_one_epoch, {"n": 0}
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(image_folder, tmp_path / "cut", config, cache_dir=tmp_path / "c", show_progress=False)
+    assert json.loads((tmp_path / "cut" / "checkpoints" / "last.json").read_text())["epoch"] == 0
+    monkeypatch.setattr(T, "train_one_epoch", real_epoch)
+    T.train(image_folder, tmp_path / "cut", config, resume=True, cache_dir=tmp_path / "c", show_progress=False)
+
+    a = load_file(str(tmp_path / "whole" / "checkpoints" / "final.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "checkpoints" / "final.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_outer_folds_partition_the_data():
+    labels = np.repeat([0, 1, 2], 20)
+    groups = np.arange(60) // 2
+    tests = [T.outer_fold_split(labels, groups, 4, k, seed=0)[1] for k in range(4)]
+    assert sorted(np.concatenate(tests).tolist()) == list(range(60))
+    with pytest.raises(BlastscanError):
+        T.outer_fold_split(labels, groups, 4, 4, seed=0)
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_real_subset(real_data: Path, tmp_path: Path):
+    config = replace(T.recipe_config("fast"), epochs=2, image_size=64, batch_size=16, max_per_class=20, val_fraction=0.0)
+    result = T.train(real_data, tmp_path / "run", config, cache_dir=tmp_path / "c", show_progress=False)
+    assert result.test_metrics["n_test"] == 24
+    assert 0.0 <= result.test_metrics["accuracy"] <= 1.0
+    assert len(result.history) == 2 and result.history[-1]["train_loss"] < 10
