@@ -32,8 +32,13 @@ CLASS_SIZES = (504, 985, 963, 804)  # Benign, Early Pre-B, Pre-B, Pro-B: 3256 im
 REAL = Path("runs/full/features.npz")
 
 
-def synthetic_features(n_factors: int = 40, density: float = 0.1, noise: tuple = (0.5, 3.0),
-                       n_features: int = 1000, seed: int = 0):
+def synthetic_features(
+    n_factors: int = 40,
+    density: float = 0.1,
+    noise: tuple = (0.5, 3.0),
+    n_features: int = 1000,
+    seed: int = 0,
+):
     """(X, y): ReLU(factors @ sparse loadings + noise), factors shifted by class."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(len(CLASS_SIZES)), CLASS_SIZES)
@@ -49,8 +54,9 @@ def synthetic_features(n_factors: int = 40, density: float = 0.1, noise: tuple =
 def linear_head_features(n_hidden: int = 1024, n_features: int = 1000, seed: int = 0):
     """(X, y) like DarkNet-19's conv19 on pooled conv18: a random linear map of non-negative,
     class-dependent hidden features (conv19 has a linear activation)."""
-    hidden, y = synthetic_features(n_factors=50, density=0.2, noise=(1.0, 1.0),
-                                   n_features=n_hidden, seed=seed)
+    hidden, y = synthetic_features(
+        n_factors=50, density=0.2, noise=(1.0, 1.0), n_features=n_hidden, seed=seed
+    )
     weights = np.random.default_rng(seed + 1).normal(size=(n_hidden, n_features))
     return (hidden @ weights / np.sqrt(n_hidden)).astype(np.float32), y
 
@@ -88,9 +94,11 @@ def bias(n: int = 3256, pairs: int = 50, seed: int = 1) -> dict:
     out = {"n": n, "pairs": pairs}
     for name, mi in (("adaptive", AdaptiveMI(bins)), ("plugin", PluginMI(bins))):
         values = mi(0, others)
-        out[name] = {"independent_mean": round(float(values[1:].mean()), 4),
-                     "independent_max": round(float(values[1:].max()), 4),
-                     "near_copy": round(float(values[0]), 4)}
+        out[name] = {
+            "independent_mean": round(float(values[1:].mean()), 4),
+            "independent_max": round(float(values[1:].max()), 4),
+            "near_copy": round(float(values[0]), 4),
+        }
     noise = equiprobable_bins(rng.normal(size=(n, pairs)))
     out["adaptive"]["noise_relevance_mean"] = round(float(adaptive_relevance(noise, y).mean()), 4)
     out["plugin"]["noise_relevance_mean"] = round(float(plugin_relevance(noise, y).mean()), 4)
@@ -101,14 +109,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench_mrmr.json"))
     args = parser.parse_args()
-    result = {"machine": f"{platform.processor() or platform.machine()}, "
-                         f"{len(__import__('os').sched_getaffinity(0))} cores"}
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} cores"
+    }
     result["bias"] = bias()
     print("bias:", json.dumps(result["bias"]))
     # "synthetic": 40 factors, sparse loadings, much noise; "synthetic_strong": 5 factors in
     # every feature, little noise: deep partitions, the slow case
-    cases = {"synthetic": {}, "synthetic_strong": {"n_factors": 5, "density": 1.0,
-                                                   "noise": (0.1, 0.1)}}
+    cases = {
+        "synthetic": {},
+        "synthetic_strong": {"n_factors": 5, "density": 1.0, "noise": (0.1, 0.1)},
+    }
     datasets = {name: synthetic_features(**params) for name, params in cases.items()}
     datasets["synthetic_linear_head"] = linear_head_features()
     for name, (X, y) in datasets.items():

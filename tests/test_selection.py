@@ -72,12 +72,19 @@ def ref_dv(z: list[int], x: list[int], alpha: float = ALPHA) -> float:
         zc, zl = ref_cut([p[0] for p in points])
         xc, xl = ref_cut([p[1] for p in points])
         if 0 < zl < c and 0 < xl < c:
-            quads = [[p for p in points if (p[0] > zc) == zh and (p[1] > xc) == xh]
-                     for zh in (False, True) for xh in (False, True)]
+            quads = [
+                [p for p in points if (p[0] > zc) == zh and (p[1] > xc) == xh]
+                for zh in (False, True)
+                for xh in (False, True)
+            ]
             table = [[len(quads[0]), len(quads[1])], [len(quads[2]), len(quads[3])]]
             if pearson(table) > limit:
-                ranges = [(z0, zc, x0, xc), (z0, zc, xc + 1, x1),
-                          (zc + 1, z1, x0, xc), (zc + 1, z1, xc + 1, x1)]
+                ranges = [
+                    (z0, zc, x0, xc),
+                    (z0, zc, xc + 1, x1),
+                    (zc + 1, z1, x0, xc),
+                    (zc + 1, z1, xc + 1, x1),
+                ]
                 return sum(info(q, *r) for q, r in zip(quads, ranges, strict=True))
         nz = sum(z0 <= v <= z1 for v in z)
         nx = sum(x0 <= v <= x1 for v in x)
@@ -287,8 +294,14 @@ def test_n_features_keeps_the_top_of_the_ranking():
 
 
 @pytest.mark.parametrize(
-    "params", [{"n_features": 2, "threshold": 0.1}, {"n_features": 0}, {"estimator": "knn"},
-               {"n_bins": 300}, {"alpha": 1.5}]
+    "params",
+    [
+        {"n_features": 2, "threshold": 0.1},
+        {"n_features": 0},
+        {"estimator": "knn"},
+        {"n_bins": 300},
+        {"alpha": 1.5},
+    ],
 )
 def test_invalid_parameters_raise(params):
     X, y = mixed_data(0, n=50)

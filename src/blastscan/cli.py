@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +34,8 @@ def friendly_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with _skipped_files_on_stderr():
+                return func(*args, **kwargs)
         except BlastscanError as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
@@ -44,6 +47,22 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _skipped_files_on_stderr():
+    """The files a dataset scan skipped (unreadable images), one 'warning: ...' line each."""
+    logger = logging.getLogger("blastscan.data")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # once, even under a root handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (Kaggle layout or one folder per class).")]
@@ -58,10 +77,10 @@ def train(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
     recipe: Annotated[str, typer.Option(help="'paper' (Table 1 of the paper) or 'fast' (one-cycle, progressive resizing).")] = "paper",
-    epochs: Annotated[int | None, typer.Option(help="Epochs.", show_default="30 (paper), 14 (fast)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.", show_default="128 (paper), 64 (fast)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.", show_default="30 (paper), 14 (fast)", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.", show_default="128 (paper), 64 (fast)", min=2)] = None,
     lr: Annotated[float | None, typer.Option(help="Initial (paper) or peak (fast) learning rate.", show_default="0.01 (paper), 0.05 (fast)")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input size in px; 256 is what MATLAB's darknet19 takes.", show_default="224 (paper), 128 (fast)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input size in px; 256 is what MATLAB's darknet19 takes.", show_default="224 (paper), 128 (fast)", min=32)] = None,
     color_jitter: Annotated[float | None, typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0")] = None,
     pretrained: Annotated[Path | None, typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling and augmentation.")] = 0,
@@ -88,6 +107,8 @@ def train(
     )  # fmt: skip
     result = run_training(data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet)
     m = result.test_metrics
+    if not m:  # a torchrun worker other than rank 0: rank 0 reports
+        return
     typer.echo(
         f"test accuracy {m['accuracy']:.4f} on {m['n_test']} held-out images; "
         f"{result.seconds / 60:.1f} min; run directory {result.run_dir}"
@@ -103,7 +124,7 @@ def extract(
     model: Annotated[Path, typer.Option("--model", help="Training run directory (or a checkpoint).")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Features file to write (.npz).")],
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
     variant: Annotated[str, typer.Option(help="Original or Segmented, in the Kaggle layout.")] = "Original",
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...", show_default="cuda if present, else cpu")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
@@ -114,6 +135,98 @@ def extract(
 
     path = run_extract(model, data, out, batch_size, variant, cache_dir, device, not quiet)
     typer.echo(f"features written to {path}")
+
+
+# ---------------------------------------------------------------- select / evaluate
+
+FeaturesArg = Annotated[Path, typer.Argument(help="Features file written by 'blastscan extract'.")]
+
+
+@app.command()
+@friendly_errors
+def select(
+    features: FeaturesArg,
+    out: Annotated[Path, typer.Option("--out", help="JSON file for ranking, scores and the kept features.")],
+    threshold: Annotated[float | None, typer.Option(help="Keep features scoring above this (paper: 0.25).")] = 0.25,
+    n_features: Annotated[int | None, typer.Option(help="Keep the top N instead of a threshold.", min=1)] = None,
+    estimator: Annotated[str, typer.Option(help="Mutual information estimator: adaptive (fscmrmr's) or plugin.")] = "adaptive",
+    figure: Annotated[Path | None, typer.Option(help="Also draw the sorted scores (paper's Figure 5) here.")] = None,
+) -> None:
+    """Rank deep features with mRMR (MATLAB fscmrmr's algorithm) and keep the best."""
+    import time
+
+    from blastscan.features import load_features
+    from blastscan.io import atomic_write_json
+    from blastscan.selection import ESTIMATORS, MRMR, plot_mrmr_scores
+
+    if estimator not in ESTIMATORS:
+        raise BlastscanError(f"unknown --estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    data = load_features(features)
+    start = time.perf_counter()
+    selector = MRMR(threshold=None if n_features else threshold, n_features=n_features, estimator=estimator)
+    selector.fit(data["X"].astype("float64"), data["y"])
+    kept = selector.get_support(indices=True)
+    scores = [s if s == s and abs(s) != float("inf") else str(s) for s in selector.scores_.tolist()]
+    atomic_write_json(out, {
+        "features": str(features), "estimator": estimator, "threshold": threshold, "n_features": n_features,
+        "selected": kept.tolist(), "ranking": selector.ranking_.tolist(), "scores": scores,
+        "seconds": time.perf_counter() - start,
+    })  # fmt: skip
+    if figure:
+        plot_mrmr_scores(selector.scores_, threshold or 0.0, figure)
+    typer.echo(f"kept {len(kept)} of {data['X'].shape[1]} features; written to {out}")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    features: FeaturesArg,
+    out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json and the report.")],
+    protocol: Annotated[str, typer.Option(help="paper: mRMR on all data before CV (as published); in-fold: mRMR inside each fold.")] = "paper",
+    presets: Annotated[list[str] | None, typer.Option("--preset", help="Classifier preset(s); 'all' for every preset.")] = None,
+    threshold: Annotated[float, typer.Option(help="mRMR score threshold.")] = 0.25,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.", min=2)] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
+) -> None:
+    """Cross-validate the classical classifiers on a features file, all vs mRMR-selected features."""
+    import time
+
+    import numpy as np
+
+    from blastscan.classify import PRESETS
+    from blastscan.evaluation import evaluate_feature_sets
+    from blastscan.features import load_features
+    from blastscan.io import atomic_write_json
+    from blastscan.protocols import paper_protocol
+    from blastscan.report import write_report
+    from blastscan.selection import MRMR
+
+    data = load_features(features)
+    X, y = data["X"].astype(np.float64), data["y"]
+    largest = int(np.bincount(y).max())
+    if folds > largest:
+        raise BlastscanError(f"{features}: --folds {folds} is more than the {largest} images of the "
+                             f"largest class; use --folds {largest} or fewer")  # fmt: skip
+    names = list(data["display_names"]) if "display_names" in data else [str(c) for c in np.unique(y)]
+    chosen = list(PRESETS) if presets and "all" in presets else presets
+    if protocol == "paper":
+        block, _ = paper_protocol(X, y, names, presets=chosen, threshold=threshold, n_splits=folds, seed=seed)
+    elif protocol == "in-fold":
+        classical = evaluate_feature_sets(X, y, names, chosen, selector_factory=lambda: MRMR(threshold=threshold), n_splits=folds, seed=seed)
+        block = {"title": "Features file, mRMR inside each fold", "classical": classical,
+                 "leakage": {"cnn_train_images_in_test_folds": True, "selection_fitted_on_all_data": False},
+                 "selection": {"method": "mRMR", "threshold": threshold}}  # fmt: skip
+    else:
+        raise BlastscanError(f"unknown protocol {protocol!r}; use paper or in-fold")
+    metrics = {"schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "dataset": {"name": str(features), "n_images": int(len(y)), "class_names": names},
+               "protocols": {protocol: block}}  # fmt: skip
+    atomic_write_json(Path(out) / "metrics.json", metrics)
+    write_report(Path(out), metrics, {})
+    for name, entry in block["classical"]["presets"].items():
+        accs = {k: f"{v['metrics']['accuracy']['value']:.4f}" for k, v in entry["feature_sets"].items()}
+        typer.echo(f"{name:32s} {accs}")
+    typer.echo(f"report: {Path(out) / 'report.md'}")
 
 
 # ---------------------------------------------------------------- reproduce
@@ -131,8 +244,8 @@ def reproduce(
     image_size: Annotated[int | None, typer.Option(help="Override the recipe's input size.")] = None,
     presets: Annotated[list[str] | None, typer.Option("--preset", help="Classifier preset(s); default: the paper's SVM/ANN/KNN/Naive Bayes rows.")] = None,
     threshold: Annotated[float, typer.Option(help="Keep features with mRMR score above this.")] = 0.25,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds of the paper protocol.")] = 10,
-    strict_folds: Annotated[int, typer.Option(help="Outer folds (one CNN each) of the strict protocol.")] = 5,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds of the paper protocol.", min=2)] = 10,
+    strict_folds: Annotated[int, typer.Option(help="Outer folds (one CNN each) of the strict protocol.", min=2)] = 5,
     cnn: Annotated[Path | None, typer.Option(help="Reuse this training run instead of training a CNN.")] = None,
     features: Annotated[Path | None, typer.Option(help="Reuse this features file instead of extracting.")] = None,
     strict_dir: Annotated[Path | None, typer.Option(help="Reuse fold{k}/ runs and fold{k}.npz features from here.")] = None,
@@ -161,6 +274,126 @@ def reproduce(
     run_dir = run(data, out, options, cnn_dir=cnn, features_path=features, cache_dir=cache_dir,
                   show_progress=not quiet, strict_dir=strict_dir)  # fmt: skip
     typer.echo(f"report: {run_dir / 'report.html'}  metrics: {run_dir / 'metrics.json'}")
+
+
+# ---------------------------------------------------------------- bundle, predict, explain, export, serve
+
+
+@app.command("bundle")
+@friendly_errors
+def bundle_cmd(
+    run: Annotated[Path, typer.Argument(help="Training run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to create.")],
+    data: Annotated[Path | None, typer.Option("--data", help="The run's dataset: fits the OOD detector (and --classifier) on its training images.")] = None,
+    classifier: Annotated[str | None, typer.Option(help="Add a features+classifier head, e.g. 'Cubic SVM' (needs --data).")] = None,
+    n_features: Annotated[int | None, typer.Option(help="mRMR features kept for the classifier.", show_default="score > 0.25")] = None,
+    checkpoint: Annotated[str, typer.Option(help="final, last or best.")] = "final",
+    max_per_class: Annotated[int, typer.Option(help="Training images per class used for OOD and classifier fitting (0 = all).")] = 200,
+    quantile: Annotated[float, typer.Option(help="OOD threshold: this quantile of held-out distances.")] = 0.99,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Package a trained run as a model bundle (weights, bundle.json, model card, OOD, classifier)."""
+    from blastscan.bundle import bundle_from_run
+
+    path = bundle_from_run(
+        run, out, data, which=checkpoint, classifier=classifier, n_features=n_features,
+        max_per_class=max_per_class or None, quantile=quantile, overwrite=overwrite,
+        show_progress=not quiet,
+    )  # fmt: skip
+    typer.echo(f"bundle written to {path}")
+
+
+@app.command()
+@friendly_errors
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write results to FILE.csv or FILE.json.")] = None,
+    engine: Annotated[str, typer.Option(help="torch or onnx (after blastscan export --onnx).")] = "torch",
+    head: Annotated[str, typer.Option(help="auto (classifier if bundled, else CNN), cnn or classical.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
+) -> None:
+    """Classify smear images with a bundle; unreadable files are listed, not fatal."""
+    from rich.console import Console
+
+    from blastscan.bundle import load_bundle
+    from blastscan.predict import predict_files, results_table, write_results
+    from blastscan.progress import progress_bar
+
+    loaded = load_bundle(bundle)
+    with progress_bar(not quiet) as bar:
+        task = bar.add_task("predict", total=None)
+        run = predict_files(
+            loaded, images, batch_size, engine, head,
+            on_progress=lambda n: bar.advance(task, n), on_total=lambda n: bar.update(task, total=n),
+        )  # fmt: skip
+    if not quiet:
+        Console().print(results_table(run))
+    if out:
+        write_results(out, run, loaded)
+    rate = len(run.rows) / run.seconds if run.seconds else 0.0
+    typer.echo(f"{len(run.rows)} predicted, {len(run.unreadable)} unreadable, {rate:.1f} images/s"
+               + (f"; results in {out}" if out else ""))  # fmt: skip
+    if not run.rows and run.unreadable:
+        raise BlastscanError("no readable image among the inputs; see the list above")
+
+
+@app.command()
+@friendly_errors
+def explain(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG overlays and figures.")],
+    target: Annotated[str | None, typer.Option(help="Class to explain (default: the predicted one).")] = None,
+) -> None:
+    """Grad-CAM heat maps: an overlay and an original | heat map | overlay figure per image."""
+    from blastscan.explain import explain_files
+    from blastscan.predict import collect_images
+
+    files, missing = collect_images(images)
+    done, problems = explain_files(bundle, files, out, target)
+    for path, reason in missing + problems:
+        typer.secho(f"skipped {path}: {reason}", fg="yellow", err=True)
+    for item in done:
+        typer.echo(f"{item.path}: {item.predicted} ({item.probability:.1%}) -> {item.figure}")
+    if not done:
+        raise BlastscanError("no readable image among the inputs")
+
+
+@app.command()
+@friendly_errors
+def export(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export the CNN (features, logits) to model.onnx.")] = False,
+    images: Annotated[list[Path] | None, typer.Option("--image", help="Images to check the export on (repeatable).", show_default="synthetic smear-like images")] = None,
+) -> None:
+    """Export the bundle's CNN to ONNX, checked against PyTorch, and record it in bundle.json."""
+    from blastscan.export import export_onnx
+
+    if not onnx:
+        raise BlastscanError("choose a format: --onnx")
+    report = export_onnx(bundle, images)
+    typer.echo(
+        f"{report.path} ({report.exporter}); max abs error vs PyTorch on {report.image_source}: "
+        f"features {report.max_abs_error_features:.2e}, logits {report.max_abs_error_logits:.2e}, "
+        f"probabilities {report.max_abs_error_probabilities:.2e}"
+    )
+
+
+@app.command()
+@friendly_errors
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_concurrent: Annotated[int, typer.Option(help="Model calls at once.")] = 1,
+) -> None:
+    """Web page and JSON API (POST /api/predict, GET /health, /docs) over a bundle."""
+    from blastscan.serve import serve as run_server
+
+    run_server(bundle, host, port, max_concurrent)
 
 
 def main() -> None:  # pragma: no cover - console entry point

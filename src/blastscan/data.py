@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,7 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # Kaggle folder name -> the name the paper and the report use.
 DISPLAY_NAMES = {"Benign": "Benign", "Early": "Early Pre-B", "Pre": "Pre-B", "Pro": "Pro-B"}
 KAGGLE_VARIANTS = ("Original", "Segmented")
+log = logging.getLogger("blastscan.data")
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ def open_rgb(source: str | Path | bytes) -> Image.Image:
     """Open any common image as 8-bit RGB, upright (EXIF orientation applied).
 
     Alpha is composited on white, grayscale/CMYK/16-bit are converted, so every image reaches
-    the model the way training saw it. Raises BlastscanError naming the file on failure.
+    the model the way training saw it. Raises BlastscanError naming the file on failure, and
+    only BlastscanError: decoders meet arbitrary bytes here, so anything they raise means the
+    file is unreadable. Images over Pillow's MAX_IMAGE_PIXELS are refused before decoding.
     """
     import io
 
@@ -130,20 +134,45 @@ def open_rgb(source: str | Path | bytes) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            image.load()
-            image = ImageOps.exif_transpose(image)
+        # The header is read, no pixel yet. Checked here too because the warning filter above
+        # is process-wide state that concurrent scan_dataset threads race on.
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and image.width * image.height > limit:
+            raise Image.DecompressionBombError(
+                f"{image.width}x{image.height} = {image.width * image.height} pixels, "
+                f"over the limit of {limit}"
+            )
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb8(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BlastscanError(f"{name}: image too large to decode safely ({exc})") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BlastscanError(f"{name}: not a readable image ({exc}); re-export it as JPEG/PNG") from exc
-    return _to_rgb8(image)
+        raise BlastscanError(
+            f"{name}: image too large to decode safely ({exc}); downscale it or crop the cells"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        reason = "unknown format or not an image"
+        raise BlastscanError(f"{name}: not a readable image ({reason}); {_REEXPORT}") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's complaint (missing, no access)
+            fix = "check the path and its permissions"
+            raise BlastscanError(f"{name}: cannot read the file ({exc.strerror}); {fix}") from exc
+        raise BlastscanError(f"{name}: not a readable image ({exc}); {_REEXPORT}") from exc
+    except Exception as exc:  # decoders raise TypeError, struct.error, ... on damaged bytes
+        reason = str(exc) or type(exc).__name__
+        raise BlastscanError(f"{name}: not a readable image ({reason}); {_REEXPORT}") from exc
+
+
+_REEXPORT = "re-export it as JPEG/PNG"
 
 
 def _to_rgb8(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() or 1.0
-        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit samples map to 8 bits as v * 255 / 65535, so a 16-bit export of an image reads
+        # as its 8-bit export would (no per-image contrast stretch); wider ints scale by peak.
+        array = np.asarray(image).astype(np.float64)
+        peak = float(array.max(initial=0.0))
+        scale = 255.0 / 65535.0 if peak <= 65535 else 255.0 / peak
+        image = Image.fromarray(np.clip(np.rint(array * scale), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -180,6 +209,8 @@ def scan_dataset(data_dir: str | Path, variant: str = "Original", workers: int |
         results = list(pool.map(lambda job: _describe(*job), jobs))
     samples = [r for r in results if isinstance(r, Sample)]
     skipped = [r for r in results if not isinstance(r, Sample)]
+    for path, reason in skipped:
+        log.warning("skipped %s: %s", path, reason)
     missing = {name for name, _ in classes} - {s.class_name for s in samples}
     if missing:
         raise BlastscanError(

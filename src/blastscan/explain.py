@@ -10,6 +10,7 @@ evidence for the class that head chose.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from blastscan.bundle import Bundle
 
 DISPLAY_MAX = 512  # longest side of the figures, in px
+# Hooks live on the shared module: two threads explaining at once would see each other's
+# activations, so Grad-CAM runs one call at a time (the web server calls it from threads).
+_HOOK_LOCK = threading.Lock()
 
 
 @dataclass
@@ -37,6 +41,7 @@ class CamResult:
     heatmaps: np.ndarray  # (N, H, W) float32
     targets: np.ndarray  # (N,) class index explained
     probabilities: np.ndarray  # (N, K) CNN softmax
+    grid: tuple[int, int] = (0, 0)  # feature-map cells (input size / 32): the map's resolution
 
 
 class _Recorder:
@@ -75,6 +80,11 @@ def grad_cam(
     ReLU(sum_k w_k A_k), upsampled bilinearly to the input size and scaled to [0, 1] per image.
     Eval mode keeps batch-norm per-image, so a batch gives the same maps as one image at a time.
     """
+    with _HOOK_LOCK:
+        return _grad_cam(model, images, targets, layer)
+
+
+def _grad_cam(model, images, targets, layer) -> CamResult:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -83,21 +93,28 @@ def grad_cam(
         x = to_float_tensor(images, device).requires_grad_(False)
         with torch.enable_grad():
             logits = model(x).float()
-            chosen = logits.argmax(1) if targets is None else torch.as_tensor(list(targets), device=device)
+            chosen = (
+                logits.argmax(1)
+                if targets is None
+                else torch.as_tensor(list(targets), device=device)
+            )
             model.zero_grad(set_to_none=True)
             logits.gather(1, chosen[:, None]).sum().backward()
         cams = _combine(recorder.activation, recorder.gradient, x.shape[-2:])
+        grid = tuple(recorder.activation.shape[-2:])
     finally:
         recorder.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     probs = torch.softmax(logits.detach(), 1).cpu().numpy()
-    return CamResult(cams, chosen.cpu().numpy(), probs)
+    return CamResult(cams, chosen.cpu().numpy(), probs, grid)
 
 
 def _combine(activation: torch.Tensor | None, gradient: torch.Tensor | None, size) -> np.ndarray:
     if activation is None or gradient is None:
-        raise BlastscanError("Grad-CAM saw no activation or gradient; the target layer is not on the path")
+        raise BlastscanError(
+            "Grad-CAM saw no activation or gradient; the target layer is not on the path"
+        )
     weights = gradient.float().mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activation.detach().float()).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
@@ -139,18 +156,29 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Ima
     return Image.fromarray(np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8))
 
 
-def side_by_side(image: Image.Image, heatmap: np.ndarray, title: str) -> Image.Image:
-    """Figure: original | heat map | overlay, with the class and probability as title."""
+def side_by_side(
+    image: Image.Image, heatmap: np.ndarray, title: str, grid: tuple[int, int] = (0, 0)
+) -> Image.Image:
+    """Figure: original | heat map | overlay, with the class and probability as title.
+
+    The heat panel names the feature-map grid: a 1x1 map (inputs under 64 px) cannot localise.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     heat = np.asarray(
-        Image.fromarray((heatmap * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR)
+        Image.fromarray((heatmap * 255).astype(np.uint8)).resize(
+            image.size, Image.Resampling.BILINEAR
+        )
     )
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.9), dpi=100)
-    panels = [(image, "original", None), (heat, "Grad-CAM (conv18)", "inferno"), (overlay(image, heatmap), "overlay", None)]
+    panels = [
+        (image, "original", None),
+        (heat, f"Grad-CAM (conv18, {grid[0]}x{grid[1]} cells)", "inferno"),
+        (overlay(image, heatmap), "overlay", None),
+    ]
     for ax, (picture, name, cmap) in zip(axes, panels, strict=True):
         ax.imshow(picture, cmap=cmap, vmin=0 if cmap else None, vmax=255 if cmap else None)
         ax.set_title(name, fontsize=10)
@@ -226,20 +254,27 @@ def explain_files(
             problems.append((str(path), str(exc).split(": ", 1)[-1]))
             continue
         done.append(_explain_one(bundle, path, image, out, _unique_stem(path, used), target_index))
-    atomic_write_json(out / "explanations.json", {
-        "bundle": str(bundle.path), "method": "Grad-CAM on feature_map (conv18)",
-        "images": [e.__dict__ for e in done],
-        "unreadable": [{"path": p, "reason": r} for p, r in problems],
-    })  # fmt: skip
+    atomic_write_json(
+        out / "explanations.json",
+        {
+            "bundle": str(bundle.path),
+            "method": "Grad-CAM on feature_map (conv18)",
+            "images": [e.__dict__ for e in done],
+            "unreadable": [{"path": p, "reason": r} for p, r in problems],
+        },
+    )
     return done, problems
 
 
-def _explain_one(bundle: Bundle, path: Path, image: Image.Image, out: Path, stem: str, target: int | None) -> Explanation:
+def _explain_one(
+    bundle: Bundle, path: Path, image: Image.Image, out: Path, stem: str, target: int | None
+) -> Explanation:
     array = bundle.prepare(image)[None]
     prediction = bundle.predict(array)
     decided = int(prediction.predicted[0])
     explained = decided if target is None else target
-    cam = grad_cam(bundle.model, array, [explained]).heatmaps[0]
+    result = grad_cam(bundle.model, array, [explained])
+    cam = result.heatmaps[0]
     shown = display_image(image)
     name = bundle.display_names[decided]
     probability = float(prediction.probabilities[0, decided])
@@ -248,9 +283,16 @@ def _explain_one(bundle: Bundle, path: Path, image: Image.Image, out: Path, stem
         title += f"; explaining {bundle.display_names[explained]}"
     overlay_path, figure_path = out / f"{stem}_overlay.png", out / f"{stem}_gradcam.png"
     save_png(overlay_path, overlay(shown, cam))
-    save_png(figure_path, side_by_side(shown, cam, title))
-    return Explanation(str(path), name, probability, prediction.head,
-                       bundle.display_names[explained], str(overlay_path), str(figure_path))  # fmt: skip
+    save_png(figure_path, side_by_side(shown, cam, title, result.grid))
+    return Explanation(
+        str(path),
+        name,
+        probability,
+        prediction.head,
+        bundle.display_names[explained],
+        str(overlay_path),
+        str(figure_path),
+    )
 
 
 def explain_to_json(explanations: list[Explanation]) -> str:

@@ -109,7 +109,8 @@ def extract(
         from blastscan.errors import BlastscanError
 
         raise BlastscanError(
-            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
+            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}; "
+            "pass the dataset (and --variant) the model was trained on"
         )
     images = D.load_images(dataset, meta["image_size"], cache_dir)
     with progress_bar(show_progress) as bar:
@@ -123,22 +124,48 @@ def extract(
 
 
 def load_features(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a features file written by `extract`, checking it is usable."""
+    """Read a features file written by `extract`, checking it is usable.
+
+    Any feature width is accepted: `select` and `evaluate` fit everything on the file itself.
+    Rows must be finite, labels integer class indices (at least two classes), and the
+    per-image arrays (paths, logits, sha256) one row per label.
+    """
+    import zipfile
+    import zlib
+
     from blastscan.errors import BlastscanError
 
     path = Path(path)
+    remake = "run blastscan extract to make one"
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("one bare array, not an .npz of named arrays")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise BlastscanError(f"{path}: not a readable features file ({exc}); run blastscan extract") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise BlastscanError(f"{path}: not a readable features file ({reason}); {remake}") from exc
     for key in ("X", "y"):
         if key not in arrays:
-            raise BlastscanError(f"{path}: has no '{key}' array; run blastscan extract to make one")
-    X = arrays["X"]
-    if X.ndim != 2 or len(X) != len(arrays["y"]):
-        raise BlastscanError(f"{path}: X has shape {X.shape} for {len(arrays['y'])} labels")
+            raise BlastscanError(f"{path}: has no '{key}' array; {remake}")
+    X, y = arrays["X"], arrays["y"]
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or X.shape[1] == 0:
+        raise BlastscanError(f"{path}: X has shape {X.shape} for {len(y)} labels; {remake}")
+    if X.dtype.kind not in "biuf" or y.dtype.kind not in "biu":
+        kinds = f"X is {X.dtype}, y is {y.dtype}"
+        raise BlastscanError(f"{path}: {kinds}; need numeric X and integer y; {remake}")
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=1).sum())
         raise BlastscanError(f"{path}: {bad} rows hold NaN or inf; re-extract the features")
+    n_classes = len(arrays["classes"]) if "classes" in arrays else None
+    if len(y) and (y.min() < 0 or (n_classes is not None and y.max() >= n_classes)):
+        raise BlastscanError(f"{path}: labels y outside 0..{(n_classes or 1) - 1}; {remake}")
+    if len(np.unique(y)) < 2:
+        found = f"{len(y)} rows of {len(np.unique(y))} class(es)"
+        raise BlastscanError(f"{path}: {found}; a classifier needs at least two classes")
+    for key in ("logits", "paths", "sha256"):
+        if key in arrays and len(arrays[key]) != len(y):
+            rows = f"{key} has {len(arrays[key])} rows for {len(y)} labels"
+            raise BlastscanError(f"{path}: {rows}; {remake}")
     return arrays

@@ -33,51 +33,147 @@ HEAD_CLASSICAL = "features+classifier"
 
 
 @dataclass
-class OODDetector:
-    """Mahalanobis distance to the nearest class mean under one shrunk (Ledoit-Wolf) covariance.
-
-    Class-conditional means with a tied covariance (Lee et al. 2018) fit four classes better
-    than one Gaussian; the shrinkage keeps the 1000 x 1000 covariance invertible with a few
-    thousand images. `threshold` is a high quantile of held-out in-distribution distances.
-    """
+class Mahalanobis:
+    """Distance to the nearest of C means under one shrunk (Ledoit-Wolf) covariance."""
 
     means: np.ndarray  # (C, D)
     precision: np.ndarray  # (D, D), inverse of the shrunk covariance
-    threshold: float
-    quantile: float
-    shrinkage: float
-    n_fit: int
-    n_calibration: int
+    threshold: float = 0.0
+    shrinkage: float = 0.0
 
-    def distances(self, features: np.ndarray) -> np.ndarray:
-        """Distance of each row to the nearest class mean, in units of the shrunk covariance."""
-        X = np.asarray(features, dtype=np.float64)
+    def distances(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
         best = np.full(len(X), np.inf)
         for mean in self.means:
             d = X - mean
             best = np.minimum(best, np.einsum("nd,nd->n", d @ self.precision, d))
         return np.sqrt(np.maximum(best, 0.0))
 
-    def flags(self, features: np.ndarray) -> np.ndarray:
-        return self.distances(features) > self.threshold
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray) -> Mahalanobis:
+        from sklearn.covariance import LedoitWolf
+
+        X = np.asarray(X, dtype=np.float64)
+        classes = np.unique(y)
+        means = np.stack([X[y == c].mean(axis=0) for c in classes])
+        lw = LedoitWolf(assume_centered=True).fit(X - means[np.searchsorted(classes, y)])
+        return cls(means, lw.precision_, 0.0, float(lw.shrinkage_))
+
+
+def image_statistics(images: np.ndarray) -> np.ndarray:
+    """Nine colour and texture statistics per (N, H, W, 3) uint8 image, at the model's input size.
+
+    Mean RGB, log std RGB, log edge energy, log Laplacian energy (noise), mean saturation: what
+    tells a stained smear from a flat colour, a ramp or noise whatever the network learned.
+    """
+    x = np.asarray(images, dtype=np.float32) / 255.0
+    gray = x.mean(axis=3)
+    edges = np.abs(np.diff(gray, axis=1)).mean(axis=(1, 2)) + np.abs(np.diff(gray, axis=2)).mean(
+        axis=(1, 2)
+    )
+    lap = np.abs(
+        4 * gray[:, 1:-1, 1:-1]
+        - gray[:, :-2, 1:-1]
+        - gray[:, 2:, 1:-1]
+        - gray[:, 1:-1, :-2]
+        - gray[:, 1:-1, 2:]
+    ).mean(axis=(1, 2))
+    peak, low = x.max(axis=3), x.min(axis=3)
+    saturation = ((peak - low) / np.maximum(peak, 1e-3)).mean(axis=(1, 2))
+    eps = 1e-3
+    return np.column_stack(
+        [
+            x.mean(axis=(1, 2)),
+            np.log(x.std(axis=(1, 2)) + eps),
+            np.log(edges + eps),
+            np.log(lap + eps),
+            saturation,
+        ]
+    ).astype(np.float64)
+
+
+@dataclass
+class OODDetector:
+    """Out-of-distribution flag from two Mahalanobis distances, each with its own threshold.
+
+    `deep`: the 1000 deep features, class-conditional means with a tied covariance (Lee et al.
+    2018). `pixels`: nine colour/texture statistics, one Gaussian; it catches inputs a network
+    maps near the smears (a flat colour, a ramp) because it never learned what they are. Each
+    threshold is the 1 - (1 - quantile) / 2 quantile of held-out in-distribution distances, so
+    the two together flag about 1 - quantile of in-distribution images.
+    """
+
+    deep: Mahalanobis
+    pixels: Mahalanobis | None
+    quantile: float
+    n_fit: int
+    n_calibration: int
+
+    @property
+    def threshold(self) -> float:
+        return self.deep.threshold
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        return self.deep.distances(features)
+
+    def score(
+        self, features: np.ndarray, images: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(deep distance, pixel-statistics distance or None, flag) per image."""
+        deep = self.deep.distances(features)
+        flag = deep > self.deep.threshold
+        pixel = None
+        if self.pixels is not None and images is not None:
+            pixel = self.pixels.distances(image_statistics(images))
+            flag |= pixel > self.pixels.threshold
+        return deep, pixel, flag
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"means": self.means.astype(np.float32), "precision": self.precision.astype(np.float32)}
+        arrays = {
+            "means": self.deep.means.astype(np.float32),
+            "precision": self.deep.precision.astype(np.float32),
+        }
+        if self.pixels is not None:
+            arrays |= {"pixel_means": self.pixels.means, "pixel_precision": self.pixels.precision}
+        return arrays
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "method": "Mahalanobis distance to the nearest class mean, tied Ledoit-Wolf covariance",
-            "threshold": self.threshold, "quantile": self.quantile, "shrinkage": self.shrinkage,
-            "n_fit": self.n_fit, "n_calibration": self.n_calibration, "classes": len(self.means),
-        }  # fmt: skip
+        info = {
+            "method": "Mahalanobis distance to the nearest class mean of the deep features (tied "
+            "Ledoit-Wolf covariance), and of 9 colour/texture statistics (one Gaussian)",
+            "threshold": self.deep.threshold,
+            "shrinkage": self.deep.shrinkage,
+            "quantile": self.quantile,
+            "n_fit": self.n_fit,
+            "n_calibration": self.n_calibration,
+            "classes": len(self.deep.means),
+        }
+        if self.pixels is not None:
+            info |= {
+                "pixel_threshold": self.pixels.threshold,
+                "pixel_shrinkage": self.pixels.shrinkage,
+            }
+        return info
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> OODDetector:
+        deep = Mahalanobis(
+            arrays["means"].astype(np.float64),
+            arrays["precision"].astype(np.float64),
+            float(info["threshold"]),
+            float(info["shrinkage"]),
+        )
+        pixels = None
+        if "pixel_means" in arrays:
+            pixels = Mahalanobis(
+                arrays["pixel_means"].astype(np.float64),
+                arrays["pixel_precision"].astype(np.float64),
+                float(info["pixel_threshold"]),
+                float(info["pixel_shrinkage"]),
+            )
         return cls(
-            arrays["means"].astype(np.float64), arrays["precision"].astype(np.float64),
-            float(info["threshold"]), float(info["quantile"]), float(info["shrinkage"]),
-            int(info["n_fit"]), int(info["n_calibration"]),
-        )  # fmt: skip
+            deep, pixels, float(info["quantile"]), int(info["n_fit"]), int(info["n_calibration"])
+        )
 
 
 def fit_ood(
@@ -85,30 +181,36 @@ def fit_ood(
     labels: np.ndarray | None = None,
     calibration: np.ndarray | None = None,
     quantile: float = 0.99,
+    images: np.ndarray | None = None,
+    calibration_images: np.ndarray | None = None,
     seed: int = 0,
 ) -> OODDetector:
-    """Fit class means and a shrunk covariance on training features; threshold on held-out ones.
+    """Fit on training images' features (and pixels); set thresholds on held-out ones.
 
-    Without `calibration` features, a random fifth of `features` is held out for the threshold
-    (distances of the images a covariance was fitted on are optimistically small).
+    Without `calibration` features, a random fifth of the training rows is held out for the
+    thresholds (distances of the rows a covariance was fitted on are optimistically small).
+    The pixel-statistics part is fitted only when `images` are given.
     """
-    from sklearn.covariance import LedoitWolf
-
     X = np.asarray(features, dtype=np.float64)
     y = np.zeros(len(X), dtype=np.int64) if labels is None else np.asarray(labels)
+    P = None if images is None else image_statistics(images)
+    P_cal = None if calibration_images is None else image_statistics(calibration_images)
     if calibration is None:
         order = np.random.default_rng(seed).permutation(len(X))
-        cut = max(1, len(X) // 5)
-        calibration, X, y = X[order[:cut]], X[order[cut:]], y[order[cut:]]
+        held, kept = order[: max(1, len(X) // 5)], order[max(1, len(X) // 5) :]
+        calibration, X, y = X[held], X[kept], y[kept]
+        if P is not None:
+            P_cal, P = P[held], P[kept]
     if len(X) < 2 or len(calibration) < 1:
         raise BlastscanError("OOD calibration needs at least 2 training and 1 held-out image")
-    classes = np.unique(y)
-    means = np.stack([X[y == c].mean(axis=0) for c in classes])
-    centred = X - means[np.searchsorted(classes, y)]
-    lw = LedoitWolf(assume_centered=True).fit(centred)
-    detector = OODDetector(means, lw.precision_, 0.0, quantile, float(lw.shrinkage_), len(X), len(calibration))
-    detector.threshold = float(np.quantile(detector.distances(calibration), quantile))
-    return detector
+    each = 1 - (1 - quantile) / 2 if P is not None and P_cal is not None else quantile
+    deep = Mahalanobis.fit(X, y)
+    deep.threshold = float(np.quantile(deep.distances(calibration), each))
+    pixels = None
+    if P is not None and P_cal is not None:
+        pixels = Mahalanobis.fit(P, np.zeros(len(P), dtype=np.int64))
+        pixels.threshold = float(np.quantile(pixels.distances(P_cal), each))
+    return OODDetector(deep, pixels, quantile, len(X), len(calibration))
 
 
 # ---------------------------------------------------------------- predictions
@@ -124,8 +226,11 @@ class Prediction:
     cnn_probabilities: np.ndarray  # (N, K) softmax of the CNN head
     head: str  # HEAD_CNN or HEAD_CLASSICAL
     features: np.ndarray  # (N, 1000)
-    ood_distance: np.ndarray | None = None
+    ood_distance: np.ndarray | None = None  # deep-feature Mahalanobis distance
     ood_threshold: float | None = None
+    ood_pixel_distance: np.ndarray | None = None  # colour/texture statistics distance
+    ood_flag: np.ndarray | None = None
+    ood_pixel_threshold: float | None = None
 
     def __len__(self) -> int:
         return len(self.probabilities)
@@ -136,24 +241,46 @@ class Prediction:
 
     @property
     def ood(self) -> np.ndarray | None:
-        if self.ood_distance is None or self.ood_threshold is None:
-            return None
-        return self.ood_distance > self.ood_threshold
+        return self.ood_flag
+
+    def _ood_reason(self, i: int) -> str:
+        """Which check fired: the deep features, the colour/texture statistics, or both."""
+        reasons = []
+        if self.ood_threshold is not None and self.ood_distance[i] > self.ood_threshold:
+            reasons.append("deep features")
+        if (
+            self.ood_pixel_distance is not None
+            and self.ood_pixel_threshold is not None
+            and self.ood_pixel_distance[i] > self.ood_pixel_threshold
+        ):
+            reasons.append("colour/texture")
+        return " and ".join(reasons)
 
     def record(self, i: int, path: str = "") -> dict[str, Any]:
         """One image as a flat dict: the row of the CSV, the item of the JSON and the web API."""
         k = int(self.predicted[i])
         cnn_k = int(self.cnn_probabilities[i].argmax())
         row: dict[str, Any] = {
-            "path": path, "predicted": self.display_names[k], "class": self.classes[k],
-            "probability": float(self.probabilities[i, k]), "head": self.head,
-        }  # fmt: skip
-        row.update({f"p_{n}": float(p) for n, p in zip(self.display_names, self.probabilities[i], strict=True)})
+            "path": path,
+            "predicted": self.display_names[k],
+            "class": self.classes[k],
+            "probability": float(self.probabilities[i, k]),
+            "head": self.head,
+        }
+        row.update(
+            {
+                f"p_{n}": float(p)
+                for n, p in zip(self.display_names, self.probabilities[i], strict=True)
+            }
+        )
         row["cnn_predicted"] = self.display_names[cnn_k]
         row["cnn_probability"] = float(self.cnn_probabilities[i, cnn_k])
-        if self.ood_distance is not None:
+        if self.ood_flag is not None:
+            row["ood"] = bool(self.ood_flag[i])
             row["ood_distance"] = float(self.ood_distance[i])
-            row["ood"] = bool(self.ood[i])
+            if self.ood_pixel_distance is not None:
+                row["ood_pixel_distance"] = float(self.ood_pixel_distance[i])
+            row["ood_reason"] = self._ood_reason(i)
         return row
 
 
@@ -183,7 +310,9 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple
     for raw in inputs:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
             files.update(dict.fromkeys(found))
         elif path.is_file():
             files[path] = None
@@ -240,7 +369,9 @@ def predict_files(
         if on_progress and bad:
             on_progress(len(bad))
         if len(images):
-            result = bundle.predict(images, batch_size=batch_size, engine=engine, head=head, on_batch=on_progress)
+            result = bundle.predict(
+                images, batch_size=batch_size, engine=engine, head=head, on_batch=on_progress
+            )
             run.rows.extend(result.record(i, str(p)) for i, p in enumerate(paths))
     run.seconds = time.perf_counter() - t0
     return run
@@ -269,12 +400,14 @@ def _cell(value: Any) -> Any:
 
 def json_text(run: PredictRun, bundle: Bundle) -> str:
     payload = {
-        "bundle": str(bundle.path), "engine": run.engine, "classes": bundle.display_names,
+        "bundle": str(bundle.path),
+        "engine": run.engine,
+        "classes": bundle.display_names,
         "ood_threshold": bundle.ood.threshold if bundle.ood else None,
         "predictions": run.rows,
         "unreadable": [{"path": p, "reason": r} for p, r in run.unreadable],
         "seconds": run.seconds,
-    }  # fmt: skip
+    }
     return json.dumps(payload, indent=1) + "\n"
 
 
@@ -296,7 +429,9 @@ def results_table(run: PredictRun, limit: int = 50):
     for name in ("file", "class", "probability", "head", "OOD"):
         table.add_column(name, overflow="fold")
     for row in run.rows[:limit]:
-        flag = "" if "ood" not in row else ("[red]out of distribution[/red]" if row["ood"] else "ok")
+        flag = (
+            "" if "ood" not in row else ("[red]out of distribution[/red]" if row["ood"] else "ok")
+        )
         table.add_row(row["path"], row["predicted"], f"{row['probability']:.3f}", row["head"], flag)
     if len(run.rows) > limit:
         table.add_row(f"... {len(run.rows) - limit} more (see --out)", "", "", "", "")
@@ -320,9 +455,23 @@ def synthetic_smears(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
         image = np.empty((size, size, 3), np.float32)
         image[:] = rng.normal([232, 205, 212], 6)
         for _ in range(rng.integers(4, 9)):  # red cells: pale discs
-            _disc(image, xx, yy, rng.uniform(0, size, 2), rng.uniform(0.08, 0.14) * size, rng.normal([215, 160, 170], 8))
+            _disc(
+                image,
+                xx,
+                yy,
+                rng.uniform(0, size, 2),
+                rng.uniform(0.08, 0.14) * size,
+                rng.normal([215, 160, 170], 8),
+            )
         for _ in range(rng.integers(1, 3)):  # white cells: a dark purple nucleus
-            _disc(image, xx, yy, rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0.12, 0.22) * size, rng.normal([120, 70, 150], 10))
+            _disc(
+                image,
+                xx,
+                yy,
+                rng.uniform(0.2, 0.8, 2) * size,
+                rng.uniform(0.12, 0.22) * size,
+                rng.normal([120, 70, 150], 10),
+            )
         image += rng.normal(0, 4, image.shape)
         out[i] = np.clip(image, 0, 255).astype(np.uint8)
     return out

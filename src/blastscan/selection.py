@@ -275,8 +275,15 @@ class AdaptiveMI:
         cuttable = (x_low > 0) & (x_low < n) & (0 < self.low[z] < n)
         return cuttable & (_chi2_2x2(table) > self.threshold), table
 
-    def refine(self, cells: _Cells, cell: np.ndarray, zv: np.ndarray, xv: np.ndarray, z: int,
-               cand: np.ndarray) -> np.ndarray:
+    def refine(
+        self,
+        cells: _Cells,
+        cell: np.ndarray,
+        zv: np.ndarray,
+        xv: np.ndarray,
+        z: int,
+        cand: np.ndarray,
+    ) -> np.ndarray:
         """Finish partitions from open `cells` and their samples (cell id, z bin, x bin)."""
         info = np.zeros(len(cand))
         while len(cells.count):
@@ -291,8 +298,9 @@ class AdaptiveMI:
             cell, zv, xv = _keep_samples(slot[quad], zv, xv)
         return info
 
-    def open_children(self, cut: np.ndarray, children: _Cells, z: int, cand: np.ndarray,
-                      info: np.ndarray) -> tuple[_Cells, np.ndarray]:
+    def open_children(
+        self, cut: np.ndarray, children: _Cells, z: int, cand: np.ndarray, info: np.ndarray
+    ) -> tuple[_Cells, np.ndarray]:
         """Close the children too small to pass the test (a 2x2 chi-square is at most the
         cell's size); map parent * 4 + quadrant to the open child's id, or -1."""
         is_open = children.count > self.threshold
@@ -343,8 +351,12 @@ class _Level2:
         self.halves = (self.x_by_z[:, : self.zlow], self.x_by_z[:, self.zlow :])
         self.above = [h > self.xcut.astype(np.uint8)[:, None] for h in self.halves]
         # members of each quadrant, as bits along its z half (z order)
-        self.members = [_BitRows(~self.above[0]), _BitRows(self.above[0]),
-                        _BitRows(~self.above[1]), _BitRows(self.above[1])]
+        self.members = [
+            _BitRows(~self.above[0]),
+            _BitRows(self.above[0]),
+            _BitRows(~self.above[1]),
+            _BitRows(self.above[1]),
+        ]
 
     def offset(self, q: int) -> int:
         """Position in z order where quadrant q's half starts."""
@@ -361,8 +373,9 @@ class _Level2:
         info = np.zeros(self.k)
         self.dv._close(quads.take(~cut), self.z, self.cand, info)
         if cut.any():
-            children = _children(quads.take(cut), zcut.ravel()[cut], xcut.ravel()[cut],
-                                 table.reshape(-1, 4)[cut])
+            children = _children(
+                quads.take(cut), zcut.ravel()[cut], xcut.ravel()[cut], table.reshape(-1, 4)[cut]
+            )
             cells, slot = self.dv.open_children(cut, children, self.z, self.cand, info)
             if len(cells.count):
                 cell, zv, xv = self._deeper_samples(slot, cut.reshape(self.k, 4), zcut, xcut)
@@ -430,8 +443,9 @@ class _Level2:
                 out[:, q] -= self.members[q - 1].count_prefix(length)
         return out
 
-    def _deeper_samples(self, slot: np.ndarray, cut: np.ndarray, zcut: np.ndarray,
-                        xcut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _deeper_samples(
+        self, slot: np.ndarray, cut: np.ndarray, zcut: np.ndarray, xcut: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Samples of the open sub-cells of the cut quadrants: (cell id, z bin, x bin)."""
         cells, zv, xv = [], [], []
         for q in range(4):
@@ -707,7 +721,8 @@ class MRMR(SelectorMixin, BaseEstimator):
         if self.n_features is not None and self.threshold is not None:
             raise ValueError("set n_features or threshold, not both")
         if self.n_features is not None and (
-            isinstance(self.n_features, bool) or not isinstance(self.n_features, int | np.integer)
+            isinstance(self.n_features, bool)
+            or not isinstance(self.n_features, int | np.integer)
             or self.n_features < 1
         ):
             raise ValueError(f"n_features must be a positive integer, got {self.n_features!r}")
@@ -754,12 +769,22 @@ def plot_mrmr_scores(scores: np.ndarray, threshold: float, path: str | Path) -> 
     ax = fig.add_subplot()
     ax.plot(ranks[np.isfinite(values)], finite, color="tab:blue", lw=1.2, label="mRMR score")
     if (~np.isfinite(values)).any():
-        ax.plot(ranks[~np.isfinite(values)], np.full(int((~np.isfinite(values)).sum()), top),
-                "^", color="tab:green", ms=3, label="inf (zero redundancy)")
+        ax.plot(
+            ranks[~np.isfinite(values)],
+            np.full(int((~np.isfinite(values)).sum()), top),
+            "^",
+            color="tab:green",
+            ms=3,
+            label="inf (zero redundancy)",
+        )
     kept = int((values > threshold).sum())
     ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:g}")
-    ax.set(xlabel="feature rank", ylabel="score (MIQ)", xlim=(0, len(values) + 1),
-           title=f"mRMR scores, sorted: {kept} of {len(values)} above the threshold")
+    ax.set(
+        xlabel="feature rank",
+        ylabel="score (MIQ)",
+        xlim=(0, len(values) + 1),
+        title=f"mRMR scores, sorted: {kept} of {len(values)} above the threshold",
+    )
     ax.legend(loc="upper right")
     fig.tight_layout()
     path = Path(path)

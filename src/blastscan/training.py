@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -174,9 +175,48 @@ def git_commit() -> str | None:
 
 
 def configure_threads() -> None:
-    """Use every core for intra-op work; one inter-op thread avoids oversubscription."""
+    """Use every core for intra-op work, shared fairly between processes of one torchrun node."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores or 1))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (cores or 1) // local_world))
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def sum(self, *values: float) -> list[float]:
+        """Sum numbers over all ranks (loss, correct, seen), so every rank logs the global figure."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+
+def init_distributed(requested_device: str | None) -> tuple[Distributed, torch.device]:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on GPU), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(requested_device)
+    if world <= 1:
+        return Distributed(), device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(torch.distributed.get_rank(), torch.distributed.get_world_size()), device
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -194,21 +234,34 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, meta: dict) -
     atomic_write_json(path.with_suffix(".json"), {**meta, "format": CHECKPOINT_FORMAT})
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer=None) -> dict:
-    """Restore model (and optimizer) from a checkpoint; returns its JSON metadata."""
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer=None, fix: str = "start again without --resume"
+) -> dict:
+    """Restore model (and optimizer) from a checkpoint; returns its JSON metadata.
+
+    A missing, truncated or mismatched checkpoint raises BlastscanError ending in `fix`.
+    """
+    from safetensors import SafetensorError
+
     meta_path = path.with_suffix(".json")
     try:
         import json
 
         meta = json.loads(meta_path.read_text())
         tensors = load_file(str(path))
-    except (OSError, ValueError) as exc:
-        raise BlastscanError(
-            f"{path}: checkpoint missing or damaged ({exc}); start again without --resume"
-        ) from exc
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise BlastscanError(f"{meta_path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise BlastscanError(f"{path}: checkpoint missing or damaged ({exc}); {fix}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise BlastscanError(f"{meta_path}: not a {CHECKPOINT_FORMAT} checkpoint; {fix}")
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    expected = model.state_dict()
+    wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+    wrong += [k for k in state if k not in expected]
+    if wrong:
+        raise BlastscanError(
+            f"{path}: weights do not fit the model ({len(wrong)} missing, extra or mis-shaped "
+            f"tensors, e.g. {wrong[0]}); {fix}"
+        )
     model.load_state_dict(state)
     if optimizer is not None:
         params = optimizer.param_groups[0]["params"]
@@ -240,7 +293,12 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [b for b in order.split(batch_size) if len(b) > 1]
 
 
-def train_one_epoch(model, optimizer, images, labels, config, epoch, device, steps_per_epoch, progress=None):
+def train_one_epoch(model, optimizer, images, labels, config, epoch, device, steps_per_epoch, progress=None, dist=Distributed()):  # noqa: B008
+    """One pass over the training images; under torchrun each rank takes every world-th sample.
+
+    Every rank draws the same global batch and augmentation, then keeps its own slice, so the
+    averaged gradient is the one a single process would compute for the global batch.
+    """
     model.train()
     gen = _epoch_generator(config.seed, epoch)
     size = image_size_at(config, epoch)
@@ -249,7 +307,8 @@ def train_one_epoch(model, optimizer, images, labels, config, epoch, device, ste
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
         x = D.to_float_tensor(images[idx.numpy()], device)
-        x = D.augment(x, gen, config.color_jitter)
+        x = D.augment(x, gen, config.color_jitter)[dist.rank :: dist.world]
+        idx = idx[dist.rank :: dist.world]
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -266,8 +325,9 @@ def train_one_epoch(model, optimizer, images, labels, config, epoch, device, ste
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(idx)
         if progress:
-            progress(len(idx))
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+            progress(len(idx) * dist.world)
+    total_loss, correct, seen = dist.sum(total_loss, correct, seen)
+    return total_loss / max(seen, 1), correct / max(seen, 1), int(seen)
 
 
 def evaluate_logits(model, images, labels, batch_size, device) -> tuple[float, float, np.ndarray]:
@@ -305,41 +365,51 @@ def train(
     show_progress: bool = True,
     dataset: D.Dataset | None = None,
 ) -> TrainResult:
-    """Train DarkNet-19 on a dataset folder and leave a complete, readable run directory."""
+    """Train DarkNet-19 on a dataset folder and leave a complete, readable run directory.
+
+    Under `torchrun` this trains with DistributedDataParallel; rank 0 alone writes files.
+    """
     out = Path(out)
+    dist, device = init_distributed(config.device)
+    if not dist.main:
+        dist.barrier()  # wait until rank 0 has checked and created the run directory
+        return _train(data_dir, out, config, resume, cache_dir, False, dataset, dist, device)
     prepare_run_dir(out, resume)
     handler = _add_log_file(out)
+    dist.barrier()
     try:
-        return _train(data_dir, out, config, resume, cache_dir, show_progress, dataset)
+        return _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset) -> TrainResult:
+def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device) -> TrainResult:
     configure_threads()
     if resume:
         import json
 
         config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
-    device = pick_device(config.device)
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
     groups = D.duplicate_groups(dataset, images)
     split = make_split(dataset, config, groups)
-    atomic_write_json(out / "config.json", asdict(config))
-    atomic_write_json(out / "dataset.json", {**D.summary(dataset), "duplicate_groups": D.group_summary(groups)})
-    D.write_manifest(dataset, out / "manifest.csv")
-    D.save_split(out / "split.json", dataset, split.train, split.test, val=[dataset.samples[i].path for i in split.val], seed=config.seed)
-    log.info("data: %d images, %d train / %d val / %d test, device %s", len(dataset.samples), len(split.train), len(split.val), len(split.test), device)
+    if dist.main:
+        _write_run_facts(out, config, dataset, groups, split)
+    log.info("data: %d images, %d train / %d val / %d test, device %s, %d process(es)", len(dataset.samples), len(split.train), len(split.val), len(split.test), device, dist.world)
+
 
     labels = dataset.labels
     torch.manual_seed(config.seed)  # the initial weights are part of the run's reproducibility
     model = darknet19(len(dataset.classes), pretrained=config.pretrained).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    step_model = torch.compile(model) if config.compile else model
+    step_model: torch.nn.Module = model
+    if dist.world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(model)
+    if config.compile:
+        step_model = torch.compile(step_model)
 
     history: list[dict] = []
     start_epoch, best_acc = 0, -1.0
@@ -361,8 +431,10 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset) -> 
         task = bar.add_task("train", total=(config.epochs - start_epoch) * len(train_images))
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
-            tr_loss, tr_acc, seen = train_one_epoch(step_model, optimizer, train_images, train_labels, config, epoch, device, steps_per_epoch, lambda n: bar.advance(task, n))  # fmt: skip
+            tr_loss, tr_acc, seen = train_one_epoch(step_model, optimizer, train_images, train_labels, config, epoch, device, steps_per_epoch, lambda n: bar.advance(task, n), dist)  # fmt: skip
             train_seconds = time.perf_counter() - t0
+            if not dist.main:
+                continue
             val_loss, val_acc, _ = evaluate_logits(model, images[split.val], labels[split.val], 2 * config.batch_size, device)
             row = {"epoch": epoch + 1, "lr": learning_rate(config, epoch * steps_per_epoch, steps_per_epoch),
                    "image_size": image_size_at(config, epoch), "train_loss": tr_loss, "train_accuracy": tr_acc,
@@ -380,6 +452,11 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset) -> 
             write_history(out, history)
 
     seconds = time.perf_counter() - t_start
+    if dist.world > 1:  # every rank must hold the same weights: DDP kept them in sync
+        checksum = sum(p.double().sum().item() for p in model.parameters())
+        print(f"rank {dist.rank} weights checksum {checksum:.12e}", file=sys.stderr, flush=True)
+    if not dist.main:
+        return TrainResult(out, history, {}, seconds)
     if not (out / "checkpoints" / "final.safetensors").exists():
         recompute_bn_statistics(model, train_images, 2 * config.batch_size, device)
         save_checkpoint(out / "checkpoints" / "final.safetensors", model, optimizer, {**common, "epoch": config.epochs - 1, "history": history, "bn_statistics": "population, over the training images"})
@@ -406,6 +483,15 @@ def recompute_bn_statistics(model, images: np.ndarray, batch_size: int, device) 
     batches = (D.to_float_tensor(images[i : i + batch_size], device) for i in range(0, len(images), batch_size))
     update_bn(batches, model, device=device)
     model.eval()
+
+
+def _write_run_facts(out: Path, config: TrainConfig, dataset: D.Dataset, groups, split: Split) -> None:
+    """What a reader needs to know what was trained on what: config, data, manifest, split."""
+    atomic_write_json(out / "config.json", asdict(config))
+    atomic_write_json(out / "dataset.json", {**D.summary(dataset), "duplicate_groups": D.group_summary(groups)})
+    D.write_manifest(dataset, out / "manifest.csv")
+    val = [dataset.samples[i].path for i in split.val]
+    D.save_split(out / "split.json", dataset, split.train, split.test, val=val, seed=config.seed)
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -475,10 +561,14 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
         raise BlastscanError(f"{ckpt}: no checkpoint there; pass a training run directory (--model)")
     import json
 
+    fix = "restore the run's checkpoints/ folder, or retrain with blastscan train"
     try:
         classes = json.loads(ckpt.with_suffix(".json").read_text())["classes"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise BlastscanError(f"{ckpt.with_suffix('.json')}: missing or damaged metadata ({exc})") from exc
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise ValueError(f"classes is {classes!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        meta_path = ckpt.with_suffix(".json")
+        raise BlastscanError(f"{meta_path}: missing or damaged metadata ({exc}); {fix}") from exc
     model = darknet19(len(classes))
-    meta = load_checkpoint(ckpt, model)
+    meta = load_checkpoint(ckpt, model, fix=fix)
     return model.to(memory_format=torch.channels_last).eval(), meta

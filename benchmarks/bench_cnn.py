@@ -1,0 +1,278 @@
+"""DarkNet-19 on the CPU: training steps, inference, ONNX Runtime and whole-dataset extraction.
+
+Each function takes the run's settings and the fp32 matmul rate measured at the start, and
+returns Result rows. Variants run interleaved with their naive baseline (eager fp32 NCHW,
+batch 32), so the ratios hold even while other jobs load the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from benchkit import DATA, REPO, Result, Skip, interleave, paired_speedup, rate_result, timed
+
+from blastscan.models import darknet19
+
+
+def _model(channels_last: bool, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = darknet19(4)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _batch(batch: int, size: int, channels_last: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, size, size, generator=g)
+    y = torch.randint(0, 4, (batch,), generator=g)
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
+
+
+def _train_step(model, batch: int, size: int, channels_last: bool):
+    """One SGD step as training.train_one_epoch does it (momentum 0.9, weight decay 1e-4)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    x, y = _batch(batch, size, channels_last)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
+    """Training images/s: eager fp32 NCHW b32 (naive) vs channels_last b64 (what training.py
+    does) vs channels_last b64 under torch.compile (at the compile size only)."""
+    results = []
+    for size in cfg.train_sizes:
+        base_b, var_b = cfg.train_batches
+        variants = {
+            f"eager_nchw_b{base_b}": _train_step(_model(False), base_b, size, False),
+            f"channels_last_b{var_b}": _train_step(_model(True), var_b, size, True),
+        }
+        batches = {f"eager_nchw_b{base_b}": base_b, f"channels_last_b{var_b}": var_b}
+        compile_note = ""
+        if cfg.compile and size == cfg.compile_size:
+            name = f"channels_last_compile_b{var_b}"
+            model = _model(True)
+            step = _train_step(torch.compile(model), var_b, size, True)
+            log(f"  train {size}px: compiling (first step) ...")
+            try:
+                seconds, _ = timed(step)
+                variants[name], batches[name] = step, var_b
+                compile_note = f"first compiled step (compile + 1 step) {seconds:.0f} s"
+                log(f"  train {size}px: {compile_note}")
+            except Exception as exc:  # inductor needs a C++ toolchain; report, don't fail the run
+                compile_note = f"torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}"
+                log(f"  train {size}px: {compile_note}")
+        log(f"  train {size}px: {cfg.train_warmup} warm-up + {cfg.train_rounds} interleaved rounds")
+        times = interleave(variants, cfg.train_warmup, cfg.train_rounds, cfg.train_budget_s, log)
+        base_name = f"eager_nchw_b{base_b}"
+        per_image = 3 * flops(size)  # forward + backward (two convolutions per layer)
+        for name, seconds in times.items():
+            is_base = name == base_name
+            results.append(rate_result(
+                f"train_{size}px/{name}", f"SGD training step, DarkNet-19 fp32, {size}px, batch {batches[name]}, images/s",
+                batches[name], seconds, baseline=base_name, baseline_items=base_b,
+                baseline_seconds=times[base_name],
+                paired_ratio=1.0 if is_base else paired_speedup(seconds, times[base_name], batches[name] / base_b),
+                flops_per_item=per_image, matmul_flops=matmul_flops,
+                notes=compile_note if "compile" in name else "",
+            ))  # fmt: skip
+        del variants
+    return results
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
+    from blastscan.export import FeaturesAndLogits
+
+    wrapper = FeaturesAndLogits(model).eval()
+    axes = {"input": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (torch.rand(2, 3, size, size),), str(path), dynamo=False, opset_version=17,
+            input_names=["input"], output_names=["features", "logits"], dynamic_axes=axes,
+            do_constant_folding=True,
+        )  # fmt: skip
+
+
+def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
+    """Inference images/s at cfg.infer_size: eager NCHW b32 (naive), channels_last b32/b64,
+    TorchScript-frozen channels_last (conv+BN folded), torch.compile (optional), ONNX Runtime."""
+    from blastscan.export import OnnxEngine
+
+    size, b = cfg.infer_size, cfg.infer_batches[0]
+    big = cfg.infer_batches[1]
+    eager = _model(False).eval()
+    cl = _model(True).eval()
+    x_nchw, _ = _batch(big, size, False, seed=1)
+    x_cl = x_nchw.contiguous(memory_format=torch.channels_last)
+    notes: dict[str, str] = {}
+
+    def run(model, x):
+        def go():
+            with torch.inference_mode():
+                return model(x)
+
+        return go
+
+    variants = {
+        f"eager_nchw_b{b}": run(eager, x_nchw[:b]),
+        f"channels_last_b{b}": run(cl, x_cl[:b]),
+        f"channels_last_b{big}": run(cl, x_cl),
+    }
+    batches = {f"eager_nchw_b{b}": b, f"channels_last_b{b}": b, f"channels_last_b{big}": big}
+
+    seconds, frozen = timed(lambda: _jit_freeze(cl, x_cl[:b]))
+    if frozen is not None:
+        variants[f"jit_freeze_channels_last_b{b}"] = run(frozen, x_cl[:b])
+        batches[f"jit_freeze_channels_last_b{b}"] = b
+        notes[f"jit_freeze_channels_last_b{b}"] = f"trace + freeze + optimize_for_inference {seconds:.1f} s"
+
+    if cfg.compile:
+        name = f"compile_channels_last_b{b}"
+        log(f"  infer {size}px: compiling (first call) ...")
+        try:
+            compiled = torch.compile(cl)
+            seconds, _ = timed(run(compiled, x_cl[:b]))
+            variants[name], batches[name] = run(compiled, x_cl[:b]), b
+            notes[name] = f"first call (compile + 1 batch) {seconds:.0f} s"
+        except Exception as exc:
+            notes[name] = f"torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}"
+        log(f"  infer {size}px: {notes[name]}")
+
+    ort_name = f"onnxruntime_b{b}"
+    diff = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "darknet19.onnx"
+            export_s, _ = timed(lambda: _export_onnx(eager, size, path))
+            session_s, engine = timed(lambda: OnnxEngine(path.read_bytes()))
+        x_np = x_nchw[:b].numpy()
+        session = engine.session
+        variants[ort_name] = lambda: session.run(["features", "logits"], {"input": x_np})
+        batches[ort_name] = b
+        f_ort, z_ort = session.run(["features", "logits"], {"input": x_np})
+        with torch.inference_mode():
+            f_ref = eager.features(x_nchw[:b])
+            z_ref = eager.head(f_ref)
+        diff = {
+            "features": float(np.abs(f_ort - f_ref.numpy()).max()),
+            "logits": float(np.abs(z_ort - z_ref.numpy()).max()),
+            "features_scale": float(np.abs(f_ref.numpy()).max()),
+        }
+        notes[ort_name] = (
+            f"legacy exporter (dynamo=False, opset 17, dynamic batch), export {export_s:.1f} s, "
+            f"session {session_s:.1f} s, ORT_ENABLE_ALL, {session.get_session_options().intra_op_num_threads} "
+            f"intra-op threads; max |ORT - eager|: features {diff['features']:.2e} "
+            f"(max |feature| {diff['features_scale']:.3g}), logits {diff['logits']:.2e}"
+        )  # fmt: skip
+        log(f"  infer {size}px: {notes[ort_name]}")
+    except Exception as exc:  # an exporter or runtime problem is a finding, not a crash
+        notes[ort_name] = f"ONNX export/run failed: {type(exc).__name__}: {str(exc)[:200]}"
+        log(f"  infer {size}px: {notes[ort_name]}")
+
+    log(f"  infer {size}px: {cfg.infer_warmup} warm-up + {cfg.infer_rounds} interleaved rounds")
+    times = interleave(variants, cfg.infer_warmup, cfg.infer_rounds, cfg.infer_budget_s, log)
+    base_name = f"eager_nchw_b{b}"
+    results = []
+    for name, seconds in times.items():
+        results.append(rate_result(
+            f"infer_{size}px/{name}", f"forward pass (eval, inference_mode), fp32, {size}px, batch {batches[name]}, images/s",
+            batches[name], seconds, baseline=base_name, baseline_items=b, baseline_seconds=times[base_name],
+            paired_ratio=1.0 if name == base_name else paired_speedup(seconds, times[base_name], batches[name] / b),
+            flops_per_item=flops(size), matmul_flops=matmul_flops, notes=notes.get(name, ""),
+        ))  # fmt: skip
+        if name == ort_name and diff is not None:
+            results[-1].extra["max_abs_diff_vs_eager"] = diff
+    return results
+
+
+def _jit_freeze(model: torch.nn.Module, x: torch.Tensor):
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, x)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    except Exception:  # TorchScript is deprecated; a failure just drops the variant
+        return None
+
+
+# ---------------------------------------------------------------- feature extraction
+
+
+def _throwaway_run(out: Path, classes: list[str], size: int) -> Path:
+    """A run directory `load_trained_model` accepts, holding an untrained DarkNet-19."""
+    from blastscan.training import save_checkpoint
+
+    model = _model(True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    meta = {"classes": classes, "image_size": size, "epoch": 0, "history": [], "note": "untrained, benchmark only"}
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "checkpoints" / "final.safetensors", model, optimizer, meta)
+    return out
+
+
+def bench_extract(cfg, flops, matmul_flops, log, workdir: Path) -> list[Result]:
+    """`blastscan.features.extract` over the whole dataset (warm image cache), images/s, with the
+    naive eager NCHW b32 forward at the same size measured right before and right after."""
+    from blastscan import data as D
+    from blastscan.features import extract
+    from blastscan.training import limit_per_class, load_trained_model
+
+    if not DATA.is_dir():
+        raise Skip(f"dataset not found at {DATA}")
+    trained = REPO / "runs" / "fast-cpu"
+    if (trained / "checkpoints" / "final.safetensors").is_file():
+        run_dir, source = trained, "runs/fast-cpu (trained, final.safetensors)"
+        size = json.loads((trained / "checkpoints" / "final.json").read_text())["image_size"]
+    else:
+        size = cfg.extract_size
+        classes = D.discover_classes(D.resolve_class_root(DATA))
+        run_dir = _throwaway_run(workdir / "throwaway-run", [name for name, _ in classes], size)
+        source = f"throwaway run dir, untrained DarkNet-19 at {size}px (runs/fast-cpu has no final.safetensors)"
+    cache = workdir / "cache"
+    log(f"  extract: model {source}; warming the {size}px image cache ...")
+    dataset = limit_per_class(D.scan_dataset(DATA), cfg.max_per_class, 0)
+    images = D.load_images(dataset, size, cache)
+    n = len(images)
+
+    model, _ = load_trained_model(run_dir)
+    naive = model.to(memory_format=torch.contiguous_format)
+    x = torch.as_tensor(images[:32]).permute(0, 3, 1, 2).float().div(255).contiguous()
+
+    def naive_rate():
+        with torch.inference_mode():
+            naive(x)  # warm-up
+            return [timed(lambda: naive(x))[0] for _ in range(cfg.extract_naive_batches)]
+
+    before = naive_rate()
+    log(f"  extract: naive eager NCHW b32 before: {32 / np.median(before):.1f} images/s")
+    out = workdir / "features.npz"
+    seconds, _ = timed(lambda: extract(run_dir, DATA, out, cache_dir=cache, show_progress=False,
+                                       max_per_class=cfg.max_per_class, seed=0))  # fmt: skip
+    after = naive_rate()
+    log(f"  extract: {n} images in {seconds:.1f} s; naive after: {32 / np.median(after):.1f} images/s")
+    scan_s, _ = timed(lambda: limit_per_class(D.scan_dataset(DATA), cfg.max_per_class, 0))
+    base = before + after
+    return [rate_result(
+        f"extract_{size}px/features.extract", f"blastscan.features.extract on {n} images (scan + cached pixels + "
+        f"infer b64 channels_last + write .npz), {size}px, images/s", n, [seconds],
+        baseline=f"eager_nchw_b32 forward at {size}px (measured before and after)", baseline_items=32,
+        baseline_seconds=base, flops_per_item=flops(size), matmul_flops=matmul_flops,
+        notes=f"model: {source}; of the {seconds:.1f} s, scan_dataset (hash + decode check of every file) "
+        f"takes about {scan_s:.1f} s (timed separately right after)",
+    )]  # fmt: skip
+

@@ -1,0 +1,228 @@
+"""ONNX export of a bundle's CNN, and the ONNX Runtime engine that `predict --engine onnx` uses.
+
+The graph has one input (`input`: N x 3 x S x S float32, RGB in [0, 1]) and two outputs
+(`features`: N x 1000, the pooled conv19 deep features; `logits`: N x K), with a dynamic
+batch axis. Export is checked against eager PyTorch before the file enters the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from blastscan.errors import BlastscanError
+from blastscan.features import Inference
+
+OPSET = 18
+TOLERANCE = 1e-3  # max abs error (features, logits) above which an export is refused
+
+
+class FeaturesAndLogits(torch.nn.Module):
+    """DarkNet-19 with both outputs, so one ONNX run serves the CNN head, mRMR and OOD."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.features(x)
+        return features, self.model.head(features)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    exporter: str
+    max_abs_error_features: float
+    max_abs_error_logits: float
+    max_abs_error_probabilities: float
+    n_images: int
+    image_source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def onnx_bytes(model: torch.nn.Module, image_size: int, opset: int = OPSET) -> tuple[bytes, str]:
+    """Serialised ONNX model and the exporter that made it: torch.export (dynamo) first, then
+    the TorchScript-based legacy exporter if dynamo fails on this torch version."""
+    wrapper = FeaturesAndLogits(model.cpu().float().eval()).eval()
+    example = torch.rand(2, 3, image_size, image_size)
+    names = {"input_names": ["input"], "output_names": ["features", "logits"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            _export_dynamo(wrapper, example, path, opset, names)
+            exporter = f"torch.onnx dynamo (torch {torch.__version__})"
+        except Exception as exc:  # any failure of the new exporter: fall back, say so
+            warnings.warn(
+                f"dynamo ONNX export failed ({exc!r:.200}); using the legacy exporter", stacklevel=2
+            )
+            path.unlink(missing_ok=True)
+            _export_legacy(wrapper, example, path, opset, names)
+            exporter = f"torch.onnx legacy TorchScript (torch {torch.__version__})"
+        return path.read_bytes(), exporter
+
+
+def _export_dynamo(wrapper, example, path: Path, opset: int, names: dict) -> None:
+    import logging
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" notices
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=True,
+                opset_version=opset,
+                external_data=False,
+                dynamic_shapes=({0: batch},),
+                optimize=True,
+                verbose=False,
+                **names,
+            )
+    finally:
+        quiet.setLevel(level)
+
+
+def _export_legacy(wrapper, example, path: Path, opset: int, names: dict) -> None:
+    axes = {"input": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=min(opset, 17),
+            dynamic_axes=axes,
+            do_constant_folding=True,
+            **names,
+        )
+
+
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class OnnxEngine:
+    """ONNX Runtime session: all graph optimisations, one intra-op thread per core."""
+
+    def __init__(self, model: bytes, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or cpu_cores()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BlastscanError(
+                f"model.onnx cannot be loaded by onnxruntime ({exc}); re-export it"
+            ) from exc
+
+    def infer(self, images: np.ndarray, batch_size: int = 32, on_batch=None) -> Inference:
+        """Same contract as `features.infer`: (N, H, W, 3) uint8 in, features and logits out."""
+        feats, logits = [], []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(
+                255.0
+            )
+            f, z = self.session.run(["features", "logits"], {"input": x})
+            feats.append(f)
+            logits.append(z)
+            if on_batch:
+                on_batch(len(batch))
+        k = self.session.get_outputs()[1].shape[1]
+        return Inference(
+            np.concatenate(feats) if feats else np.zeros((0, 1000), np.float32),
+            np.concatenate(logits)
+            if logits
+            else np.zeros((0, k if isinstance(k, int) else 0), np.float32),
+        )
+
+
+def compare(model: torch.nn.Module, engine: OnnxEngine, images: np.ndarray) -> dict[str, float]:
+    """Max abs difference of ONNX Runtime vs eager float32 PyTorch on CPU, per output."""
+    from blastscan.features import infer
+
+    reference = infer(model.cpu().float(), images, batch_size=16, device=torch.device("cpu"))
+    got = engine.infer(images, batch_size=16)
+    return {
+        "features": float(np.abs(reference.features - got.features).max()),
+        "logits": float(np.abs(reference.logits - got.logits).max()),
+        "probabilities": float(np.abs(reference.probabilities - got.probabilities).max()),
+    }
+
+
+def check_images(
+    paths: list[str | Path] | None, size: int, n_synthetic: int = 8
+) -> tuple[np.ndarray, str]:
+    """Images to check the export on: the given files, else synthetic smear-like ones."""
+    from blastscan.data import load_image_array
+    from blastscan.predict import synthetic_smears
+
+    if paths:
+        return np.stack([load_image_array(p, size) for p in paths]), f"{len(paths)} given image(s)"
+    return synthetic_smears(n_synthetic, size, seed=0), f"{n_synthetic} synthetic smear-like images"
+
+
+def export_onnx(
+    bundle_path: str | Path,
+    images: list[str | Path] | None = None,
+    opset: int = OPSET,
+    tolerance: float = TOLERANCE,
+) -> ExportReport:
+    """Export the bundle's CNN to `model.onnx` in the bundle, after checking it against PyTorch."""
+    from blastscan.bundle import ONNX, add_file, load_bundle
+
+    bundle = load_bundle(bundle_path)
+    data, exporter = onnx_bytes(bundle.model, bundle.image_size, opset)
+    pixels, source = check_images(images, bundle.image_size)
+    errors = compare(bundle.model, OnnxEngine(data), pixels)
+    if max(errors["features"], errors["logits"]) > tolerance:
+        raise BlastscanError(
+            f"ONNX output differs from PyTorch by up to {max(errors.values()):.2e} "
+            f"(> {tolerance:g}); "
+            "not added to the bundle"
+        )
+    info = {
+        "file": ONNX,
+        "opset": opset,
+        "exporter": exporter,
+        "dynamic_axes": {"input": [0], "features": [0], "logits": [0]},
+        "inputs": {"input": ["batch", 3, bundle.image_size, bundle.image_size]},
+        "outputs": {"features": ["batch", 1000], "logits": ["batch", len(bundle.classes)]},
+        "check": {"max_abs_error": errors, "images": source},
+        "onnxruntime": _ort_version(),
+    }
+    add_file(bundle.path, ONNX, data, "onnx", info)
+    return ExportReport(
+        bundle.path / ONNX,
+        exporter,
+        errors["features"],
+        errors["logits"],
+        errors["probabilities"],
+        len(pixels),
+        source,
+    )
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

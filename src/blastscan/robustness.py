@@ -1,0 +1,528 @@
+"""Robustness of a trained DarkNet-19 to the shifts another lab's microscope and stain bring.
+
+Each perturbation is a deterministic function of one strength acting on a uint8 NHWC batch:
+
+- brightness  x * s                                     (s = 1: unchanged; 0.6 .. 1.4)
+- contrast    (x - mean) * s + mean, mean per image     (s = 1: unchanged; 0.6 .. 1.4)
+- hue         rotate the HSV hue by s degrees           (s = 0: unchanged; -30 .. 30)
+- stain       scale optical density OD = -ln(x / 255)   (s = 1: unchanged; darker > 1 > lighter)
+              by s: x' = 255 (x / 255) ** s, i.e. more or less dye (Beer-Lambert)
+- blur        Gaussian blur of standard deviation s px  (s = 0: unchanged; 0 .. 3)
+- jpeg        re-encode as JPEG at quality s (Pillow, 4:2:0) (no re-encode: unchanged; 95 .. 10)
+
+Results are clipped to [0, 255] and rounded, so they are images a camera could have produced
+(brightness x1.4 saturates the already bright smear background; that is part of the shift).
+`evaluate_robustness` reports the accuracy with a 95% Wilson interval for each perturbation and
+strength next to the clean accuracy; `run_robustness` does it for a training run's held-out
+test images. `normalize_stain` is the per-image colour standardisation the lead can switch on
+in training and inference (see docs/robustness.md).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blastscan.errors import BlastscanError
+from blastscan.evaluation import proportion
+from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
+
+log = logging.getLogger("blastscan.robustness")
+
+# ------------------------------------------------------------------------------ perturbations
+
+
+def _as_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _check_batch(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise BlastscanError(
+            f"perturbations take (N, H, W, 3) uint8 images, got {images.dtype} {images.shape}"
+        )
+    return images
+
+
+def brightness(images: np.ndarray, factor: float) -> np.ndarray:
+    """Multiply every pixel by `factor` (exposure / lamp intensity), clipped to [0, 255]."""
+    images = _check_batch(images)
+    if factor == 1:
+        return images.copy()
+    return _as_uint8(images.astype(np.float32) * np.float32(factor))
+
+
+def contrast(images: np.ndarray, factor: float) -> np.ndarray:
+    """Scale deviations from each image's mean grey level by `factor` (as `data.augment` does)."""
+    images = _check_batch(images)
+    if factor == 1:
+        return images.copy()
+    x = images.astype(np.float32)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    return _as_uint8((x - mean) * np.float32(factor) + mean)
+
+
+def hue(images: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate the hue in HSV by `degrees` (a different stain batch or white balance).
+
+    Saturation and value are kept. Vectorised: with V = max, C = max - min and H in [0, 6),
+    channel n (R: 5, G: 3, B: 1) is V - C * clip(min(k, 4 - k), 0, 1), k = (n + H) mod 6, the
+    closed form of the HSV-to-RGB conversion (matches matplotlib's, 5x faster).
+    """
+    images = _check_batch(images)
+    if degrees % 360 == 0:
+        return images.copy()
+    x = images.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    v = x.max(axis=-1)
+    c = v - x.min(axis=-1)
+    safe = np.where(c > 0, c, 1.0)
+    h = np.where(
+        v == r, ((g - b) / safe) % 6.0, np.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
+    )
+    h = (h + np.float32(degrees / 60.0)) % 6.0
+    out = np.empty_like(x)
+    for channel, n in enumerate((5.0, 3.0, 1.0)):
+        k = (n + h) % 6.0
+        out[..., channel] = v - c * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return _as_uint8(out)
+
+
+def stain(images: np.ndarray, factor: float) -> np.ndarray:
+    """Scale the optical density of every channel by `factor`: more (>1) or less (<1) dye.
+
+    Beer-Lambert: transmitted light I = I0 exp(-c eps d), so OD = -ln(I / I0) is proportional to
+    the stain concentration c; scaling it by s gives I' = I0 (I / I0) ** s (I0 = 255, the blank
+    background). Unlike brightness it leaves white background white and darkens/lightens the
+    stained cells, keeping their hue roughly constant.
+    """
+    images = _check_batch(images)
+    if factor == 1:
+        return images.copy()
+    x = np.maximum(images.astype(np.float32), 1.0) / 255.0
+    return _as_uint8(255.0 * np.power(x, np.float32(factor)))
+
+
+def blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of standard deviation `sigma` px in both axes (defocus), edges reflected."""
+    from scipy.ndimage import gaussian_filter
+
+    images = _check_batch(images)
+    if sigma <= 0:
+        return images.copy()
+    return _as_uint8(
+        gaussian_filter(images.astype(np.float32), sigma=(0, sigma, sigma, 0), mode="reflect")
+    )
+
+
+def jpeg(images: np.ndarray, quality: float) -> np.ndarray:
+    """Re-encode each image as a JPEG at `quality` (Pillow, default 4:2:0 chroma subsampling)."""
+    from PIL import Image
+
+    images = _check_batch(images)
+    q = int(round(quality))
+    if not 1 <= q <= 100:
+        raise BlastscanError(f"JPEG quality must be in 1..100, got {quality}")
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=q)
+        buffer.seek(0)
+        out[i] = np.asarray(Image.open(buffer).convert("RGB"))
+    return out
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A named image shift: `apply(images, strength)` and the strength that leaves images alone."""
+
+    name: str
+    apply: Callable[[np.ndarray, float], np.ndarray]
+    identity: float | None  # None: no strength is the identity (JPEG re-encoding always changes)
+    label: str  # x-axis label for plots and tables
+
+    def __call__(self, images: np.ndarray, strength: float) -> np.ndarray:
+        return self.apply(images, strength)
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    p.name: p
+    for p in (
+        Perturbation("brightness", brightness, 1.0, "brightness factor"),
+        Perturbation("contrast", contrast, 1.0, "contrast factor"),
+        Perturbation("hue", hue, 0.0, "hue rotation (degrees)"),
+        Perturbation("stain", stain, 1.0, "optical-density factor"),
+        Perturbation("blur", blur, 0.0, "Gaussian sigma (px)"),
+        Perturbation("jpeg", jpeg, None, "JPEG quality"),
+    )
+}
+
+DEFAULT_GRID: dict[str, tuple[float, ...]] = {
+    "brightness": (0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.3, 1.4),
+    "contrast": (0.6, 0.8, 1.2, 1.4),
+    "hue": (-30.0, -15.0, 15.0, 30.0),
+    "stain": (0.7, 0.85, 1.2, 1.4),
+    "blur": (1.0, 2.0, 3.0),
+    "jpeg": (75.0, 50.0, 25.0, 10.0),
+}
+
+
+def perturb(images: np.ndarray, name: str, strength: float) -> np.ndarray:
+    """Apply the perturbation called `name` at `strength` to a uint8 NHWC batch."""
+    if name not in PERTURBATIONS:
+        raise BlastscanError(
+            f"unknown perturbation {name!r}; choose one of {sorted(PERTURBATIONS)}"
+        )
+    return PERTURBATIONS[name](images, strength)
+
+
+# ------------------------------------------------------------------------ stain normalisation
+
+# Per-channel mean and standard deviation of the ALL-IDB/Taleqani smears in [0, 1] RGB (every
+# 10th image at 128 px): normalised images keep the dataset's own look.
+TARGET_MEAN = (0.830, 0.863, 0.963)
+TARGET_STD = (0.127, 0.138, 0.047)
+
+
+def normalize_stain(
+    batch: torch.Tensor,
+    target_mean: Sequence[float] = TARGET_MEAN,
+    target_std: Sequence[float] = TARGET_STD,
+    eps: float = 1e-3,
+) -> torch.Tensor:
+    """Per-image, per-channel standardisation of a float NCHW batch to a fixed mean and std.
+
+    Why: a smear's colour differs between labs by lamp brightness, camera exposure and white
+    balance, contrast and stain concentration. To first order each of these is an affine map
+    of each RGB channel (x_c -> a_c x_c + b_c). Standardising each channel of each image,
+    (x_c - mean_c) / std_c, removes any such map exactly, and rescaling to the dataset's typical
+    mean/std (`TARGET_MEAN`, `TARGET_STD`) keeps the look the network expects. This is the
+    "colour transfer" of Reinhard et al. (2001), which matches per-channel statistics, done in
+    RGB rather than l-alpha-beta because the shifts above are affine in RGB and not in a log
+    or cube-root space; the grey-world white balance is its mean-only special case. It needs no
+    reference image, no stain-vector estimation and no state, so the same call serves training
+    and inference. It does not undo saturation (pixels clipped at 255 stay clipped), hue
+    rotations between channels, blur or compression artefacts.
+
+    Output may leave [0, 1] slightly; it is not clipped, the network does not need it to be.
+    """
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise BlastscanError(
+            f"normalize_stain takes (N, 3, H, W) float batches, got {tuple(batch.shape)}"
+        )
+    x = batch.float()
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=False)
+    tm = torch.as_tensor(target_mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    ts = torch.as_tensor(target_std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    out = (x - mean) / (std + eps) * ts + tm
+    return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
+
+
+class StainNorm(torch.nn.Module):
+    """`normalize_stain` as a parameter-free layer, to put in front of the network's first conv.
+
+    It has no parameters or buffers, so adding it changes no checkpoint key; everything that
+    runs the model (training, `infer`, Grad-CAM, ONNX export) then normalises the same way.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize_stain(x)
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+def _perturb_parallel(images, name, strength, pool, piece: int = 32) -> np.ndarray:
+    """`perturb` over slices of `piece` images on a thread pool (numpy, scipy and Pillow release
+    the GIL), in order; the result equals perturb(images, name, strength)."""
+    if pool is None or len(images) <= piece:
+        return perturb(images, name, strength)
+    starts = range(0, len(images), piece)
+    parts = pool.map(lambda i: perturb(images[i : i + piece], name, strength), starts)
+    return np.concatenate(list(parts))
+
+
+def _predict(model, images, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+    from blastscan.features import infer
+
+    out = infer(model, images, batch_size=batch_size, device=device)
+    return out.logits.argmax(1), out.probabilities
+
+
+def _point(strength, pred, proba, labels) -> dict:
+    from blastscan.calibration import expected_calibration_error
+
+    k = int(np.sum(pred == labels))
+    point = {"strength": float(strength), "accuracy": proportion(k, len(labels))}
+    point["ece"] = expected_calibration_error(proba, labels) if len(labels) else 0.0
+    return point
+
+
+def evaluate_robustness(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    perturbations: Mapping[str, Sequence[float]] = DEFAULT_GRID,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    chunk: int = 512,
+    on_step: Callable[[str, float, dict], None] | None = None,
+) -> dict:
+    """Accuracy (95% Wilson interval) and top-label ECE, clean and under each perturbation.
+
+    `images` is (N, H, W, 3) uint8 at the model's input size, `labels` (N,) class indices;
+    `perturbations` maps a name from PERTURBATIONS to the strengths to try. Images are
+    perturbed `chunk` at a time, so memory stays bounded for any N. Returns plain JSON values:
+    {"n", "clean": point, "perturbations": {name: {"label", "identity", "points": [point...]}}}
+    where a point is {"strength", "accuracy": proportion, "ece"}.
+    """
+    images = _check_batch(images)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(images) != len(labels):
+        raise BlastscanError(f"{len(images)} images for {len(labels)} labels")
+    if len(images) == 0:
+        raise BlastscanError("no images to evaluate robustness on")
+    unknown = sorted(set(perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise BlastscanError(
+            f"unknown perturbation(s) {unknown}; choose from {sorted(PERTURBATIONS)}"
+        )
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device)
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def run(name: str | None, strength: float | None) -> dict:
+        preds, probas = [], []
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            if name is not None:
+                part = _perturb_parallel(part, name, strength, pool)
+            p, q = _predict(model, part, batch_size, device)
+            preds.append(p)
+            probas.append(q)
+        point = _point(
+            strength if strength is not None else float("nan"),
+            np.concatenate(preds),
+            np.concatenate(probas),
+            labels,
+        )
+        if on_step:
+            on_step(name or "clean", strength, point)
+        return point
+
+    try:
+        clean = run(None, None)
+        clean.pop("strength")
+        result: dict = {"n": int(len(labels)), "clean": clean, "perturbations": {}}
+        for name, strengths in perturbations.items():
+            p = PERTURBATIONS[name]
+            points = [run(name, float(s)) for s in strengths]
+            result["perturbations"][name] = {
+                "label": p.label,
+                "identity": p.identity,
+                "points": points,
+            }
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    result["summary"] = summarize(result)
+    return result
+
+
+def summarize(result: dict, low: float = 0.7, high: float = 1.3) -> dict:
+    """The issue's yardstick: worst accuracy over brightness in [low, high], and the clean one."""
+    clean = result["clean"]["accuracy"]["value"]
+    out = {"clean_accuracy": clean}
+    b = result["perturbations"].get("brightness")
+    if b:
+        inside = [pt for pt in b["points"] if low - 1e-9 <= pt["strength"] <= high + 1e-9]
+        if inside:
+            worst = min(inside, key=lambda pt: pt["accuracy"]["value"])
+            out[f"brightness_{low}_{high}_worst"] = {
+                "strength": worst["strength"], "accuracy": worst["accuracy"]["value"],
+            }  # fmt: skip
+    worst_all = [
+        (name, pt["strength"], pt["accuracy"]["value"])
+        for name, block in result["perturbations"].items()
+        for pt in block["points"]
+    ]
+    if worst_all:
+        name, s, acc = min(worst_all, key=lambda t: t[2])
+        out["worst"] = {"perturbation": name, "strength": s, "accuracy": acc}
+    return out
+
+
+def _fmt_strength(name: str, s: float) -> str:
+    if name in ("brightness", "contrast", "stain"):
+        return f"x{s:g}"
+    if name == "hue":
+        return f"{s:+g} deg"
+    if name == "blur":
+        return f"sigma {s:g}"
+    if name == "jpeg":
+        return f"q{s:g}"
+    return f"{s:g}"
+
+
+def robustness_table_markdown(result: dict) -> str:
+    """A Markdown table: one row per perturbation and strength, clean first."""
+    clean = result["clean"]
+    c = clean["accuracy"]["value"]
+    rows = [
+        "| perturbation | strength | accuracy | 95% CI | change vs clean | ECE |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        f"| none (clean) | | {100 * c:.1f}% | {100 * clean['accuracy']['low']:.1f}–"
+        f"{100 * clean['accuracy']['high']:.1f}% | | {clean['ece']:.3f} |",
+    ]
+    for name, block in result["perturbations"].items():
+        for pt in block["points"]:
+            a = pt["accuracy"]
+            rows.append(
+                f"| {name} | {_fmt_strength(name, pt['strength'])} | {100 * a['value']:.1f}% | "
+                f"{100 * a['low']:.1f}–{100 * a['high']:.1f}% | {100 * (a['value'] - c):+.1f} pp | "
+                f"{pt['ece']:.3f} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def plot_robustness(result: dict, path: str | Path) -> Path:
+    """Accuracy (with 95% intervals) against strength, one panel per perturbation, as a PNG.
+
+    The clean accuracy is drawn at each perturbation's identity strength (and as a dashed line);
+    the JPEG axis runs from high to low quality, so stronger shifts are to the right everywhere.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = result["perturbations"]
+    if not blocks:
+        raise BlastscanError("the result holds no perturbations to plot")
+    cols = min(3, len(blocks))
+    rows = -(-len(blocks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), dpi=110, squeeze=False)
+    clean = result["clean"]["accuracy"]
+    for ax, (name, block) in zip(axes.flat, blocks.items(), strict=False):
+        pts = [(pt["strength"], pt["accuracy"]) for pt in block["points"]]
+        if block.get("identity") is not None:
+            pts.append((block["identity"], clean))
+        pts.sort(key=lambda t: t[0])
+        x = np.array([s for s, _ in pts])
+        v = np.array([a["value"] for _, a in pts])
+        err = np.array(
+            [[a["value"] - a["low"] for _, a in pts], [a["high"] - a["value"] for _, a in pts]]
+        )
+        ax.errorbar(x, v, yerr=err, marker="o", ms=4, capsize=3)
+        ax.axhline(clean["value"], ls="--", color="grey", lw=1, label="clean")
+        ax.set(title=name, xlabel=block.get("label", "strength"), ylabel="accuracy", ylim=(0, 1.02))
+        if name == "jpeg":
+            ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(blocks) :]:
+        ax.axis("off")
+    axes.flat[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"Accuracy under image shifts ({result['n']} held-out images, 95% Wilson CI)")
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------ on a run
+
+
+def _key(path: str) -> str:
+    """Class folder and file name: the same image wherever the dataset folder is mounted."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def held_out_images(run_dir: Path, data_dir: str | Path, meta: dict, cache_dir: Path | None = None):
+    """The run's held-out test images (uint8, at the model's size), labels and paths."""
+    from blastscan import data as D
+
+    try:
+        split = json.loads((run_dir / "split.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BlastscanError(
+            f"{run_dir}: no readable split.json ({exc}); pass a training run directory"
+        ) from exc
+    variant = (meta.get("config") or {}).get("variant", "Original")
+    dataset = D.scan_dataset(data_dir, variant)
+    if dataset.classes != meta["classes"]:
+        raise BlastscanError(
+            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
+        )
+    by_key = {_key(s.path): i for i, s in enumerate(dataset.samples)}
+    wanted = split.get("test", [])
+    missing = [p for p in wanted if _key(p) not in by_key]
+    if not wanted or missing:
+        raise BlastscanError(
+            f"{data_dir}: {len(missing)} of the run's {len(wanted)} test images are not there "
+            f"(e.g. {missing[0] if missing else '-'}); pass the dataset the run was trained on"
+        )
+    subset = dataset.subset([by_key[_key(p)] for p in wanted])
+    images = D.load_images(subset, meta["image_size"], cache_dir)
+    return images, subset.labels, subset.paths
+
+
+def run_robustness(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cache_dir: Path | None = None,
+    perturbations: Mapping[str, Sequence[float]] = DEFAULT_GRID,
+    batch_size: int = 64,
+    device: str | None = None,
+    which: str = "final",
+) -> dict:
+    """Robustness of a training run's model on its held-out test images.
+
+    Writes `robustness.json` (the result plus provenance), `robustness.md` (the table) and
+    `figures/robustness.png` under `out_dir`, each atomically; returns the result.
+    """
+    from blastscan.features import pick_device
+    from blastscan.training import configure_threads, load_trained_model
+
+    configure_threads()
+    run_dir = Path(run_dir)
+    model, meta = load_trained_model(run_dir, which)
+    torch_device = pick_device(device)
+    images, labels, _ = held_out_images(run_dir, data_dir, meta, cache_dir)
+    log.info(
+        "robustness: %d test images at %d px on %s", len(images), meta["image_size"], torch_device
+    )
+    result = evaluate_robustness(
+        model, images, labels, perturbations, batch_size, torch_device,
+        on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
+    )  # fmt: skip
+    result = {
+        "run": str(run_dir),
+        "checkpoint_epoch": meta.get("epoch"),
+        "data": str(data_dir),
+        "image_size": meta["image_size"],
+        "classes": meta.get("display_names", meta["classes"]),
+        "device": str(torch_device),
+        "split": "the run's held-out test images (split.json 'test')",
+        **result,
+    }
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "robustness.json", result)
+    atomic_write_text(out_dir / "robustness.md", robustness_table_markdown(result))
+    plot_robustness(result, out_dir / "figures" / "robustness.png")
+    return result

@@ -1,0 +1,293 @@
+"""Web page and JSON API over a bundle: upload smear images, see class, probabilities, Grad-CAM.
+
+`create_app(bundle)` builds a FastAPI app: GET / (upload page), POST /api/predict (multipart
+field `file`), GET /health, and FastAPI's /openapi.json and /docs. Uploads are limited in size
+(413) and type (415); the model runs in a worker thread (never on the event loop) behind a
+bounded semaphore, so a burst of uploads queues instead of piling onto the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from blastscan.bundle import Bundle, as_bundle
+from blastscan.errors import BlastscanError
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file in a multipart body
+ALLOWED_TYPES = {
+    "image/jpeg",
+    "image/png",
+    "image/bmp",
+    "image/x-ms-bmp",
+    "image/tiff",
+    "image/webp",
+}
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        413, f"upload too large: the limit is {limit / 1024 / 1024:.1f} MiB per image"
+    )
+
+
+class UploadLimit:
+    """ASGI middleware: refuse bodies over the limit from Content-Length, or while streaming.
+
+    The check runs before the multipart parser spools anything to disk.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes + MULTIPART_SLACK
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _json_response(scope, receive, send, 413, _too_large(self.max_bytes).detail)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _json_response(scope, receive, send, status: int, detail: str) -> None:
+    from starlette.responses import JSONResponse
+
+    await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+
+
+def create_app(
+    bundle: Bundle | str | Path,
+    *,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_concurrent: int = 1,
+    engine: str = "torch",
+):
+    """The FastAPI app for one bundle (loaded and verified once, at start)."""
+    model = as_bundle(bundle)
+    gate = asyncio.BoundedSemaphore(max_concurrent)
+    app = FastAPI(
+        title="blastscan",
+        version=model.manifest["versions"].get("blastscan", "?"),
+        description="ALL subtype classification of blood smear images. "
+        "Research use only; not a diagnostic device.",
+    )
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.state.bundle = model
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return render_page(model, max_upload_bytes)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness and what is loaded."""
+        return {
+            "status": "ok",
+            "bundle": model.path.name,
+            "classes": model.display_names,
+            "input_size": model.image_size,
+            "decides": model.default_head,
+            "ood": model.ood is not None,
+            "engine": engine,
+            "format_version": model.manifest["format_version"],
+        }
+
+    @app.post("/api/predict")
+    async def predict(
+        file: Annotated[
+            UploadFile, File(description="One smear image (JPEG, PNG, BMP, TIFF, WebP).")
+        ],
+        explain: Annotated[
+            bool, Query(description="Include the Grad-CAM overlay (PNG data URL).")
+        ] = True,
+    ) -> dict[str, Any]:
+        """Class, probabilities per class, deciding head, OOD flag and (optionally) Grad-CAM."""
+        check_type(file.content_type, file.filename)
+        data = await file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise _too_large(max_upload_bytes)
+        async with gate:
+            try:
+                return await run_in_threadpool(
+                    analyse, model, data, file.filename or "upload", explain, engine
+                )
+            except BlastscanError as exc:
+                raise HTTPException(
+                    415, f"not a readable image: {str(exc).split(': ', 1)[-1]}"
+                ) from exc
+
+    return app
+
+
+def check_type(content_type: str | None, filename: str | None) -> None:
+    """415 unless the part is a supported image type (or octet-stream with an image extension)."""
+    from blastscan.data import IMAGE_EXTENSIONS
+
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ALLOWED_TYPES:
+        return
+    if (
+        kind in ("", "application/octet-stream")
+        and Path(filename or "").suffix.lower() in IMAGE_EXTENSIONS
+    ):
+        return
+    raise HTTPException(
+        415, f"unsupported upload type {kind or 'none'!r}; send JPEG, PNG, BMP, TIFF or WebP"
+    )
+
+
+def analyse(
+    bundle: Bundle, data: bytes, filename: str, explain: bool, engine: str = "torch"
+) -> dict[str, Any]:
+    """Decode, predict and explain one upload (runs in a worker thread)."""
+    from blastscan.data import open_rgb
+    from blastscan.explain import display_image, grad_cam, overlay, png_bytes
+
+    image = open_rgb(data)
+    array = bundle.prepare(image)[None]
+    prediction = bundle.predict(array, engine=engine)
+    result = prediction.record(0, filename)
+    result["filename"] = Path(filename).name
+    result["probabilities"] = dict(
+        zip(bundle.display_names, prediction.probabilities[0].tolist(), strict=True)
+    )
+    result["cnn_probabilities"] = dict(
+        zip(bundle.display_names, prediction.cnn_probabilities[0].tolist(), strict=True)
+    )
+    result["ood_threshold"] = prediction.ood_threshold
+    result.pop("path", None)
+    if explain:
+        k = int(prediction.predicted[0])
+        cam = grad_cam(bundle.model, array, [k]).heatmaps[0]
+        picture = overlay(display_image(image, 384), cam)
+        result["gradcam_png"] = (
+            "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode()
+        )
+        result["explained_class"] = bundle.display_names[k]
+    return result
+
+
+def render_page(bundle: Bundle, max_upload_bytes: int) -> str:
+    """The upload page: plain HTML, CSS and JavaScript, nothing fetched from elsewhere."""
+    config = {"classes": bundle.display_names, "maxBytes": max_upload_bytes}
+    return (
+        PAGE.replace("__TITLE__", html.escape(bundle.manifest.get("name", "blastscan")))
+        .replace("__CLASSES__", html.escape(", ".join(bundle.display_names)))
+        .replace("__LIMIT__", f"{max_upload_bytes / 1024 / 1024:.0f} MiB")
+        .replace("__CONFIG__", json.dumps(config))
+    )
+
+
+def serve(
+    bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, max_concurrent: int = 1
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(bundle_path, max_concurrent=max_concurrent),
+        host=host,
+        port=port,
+        log_level="info",
+    )
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>blastscan: __TITLE__</title>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222;
+        padding: 0 1rem; }
+ h1 { font-size: 1.4rem; margin-bottom: .2rem; }
+ .note { color: #8a1c1c; font-weight: 600; }
+ form { border: 2px dashed #b9a; padding: 1rem; border-radius: .5rem; margin: 1rem 0;
+        background: #fcf8fb; }
+ button { font-size: 1rem; padding: .4rem 1.2rem; margin-left: .5rem; }
+ .card { display: flex; gap: 1rem; border: 1px solid #ddd; border-radius: .5rem; padding: 1rem;
+         margin: 1rem 0; }
+ .card img { max-width: 320px; max-height: 320px; border-radius: .3rem; }
+ .cls { font-size: 1.3rem; font-weight: 700; }
+ .bar { background: #eee; height: .9rem; width: 14rem; display: inline-block;
+        vertical-align: middle; }
+ .bar span { background: #7a4d9c; height: 100%; display: block; }
+ table { border-collapse: collapse; } td { padding: .1rem .5rem; }
+ .ood { color: #b00; font-weight: 600; } .error { color: #b00; }
+</style></head>
+<body>
+<h1>blastscan: __TITLE__</h1>
+<p>Classes: __CLASSES__.
+ <span class="note">Research use only; not a diagnostic device.</span></p>
+<form id="upload">
+ <input type="file" id="files" name="file" accept="image/*" multiple>
+ <button type="submit" id="go">Predict</button>
+ <div><small>JPEG, PNG, BMP, TIFF or WebP; at most __LIMIT__ per image.</small></div>
+</form>
+<div id="status"></div>
+<div id="results"></div>
+<script>
+const CONFIG = __CONFIG__;
+const results = document.getElementById("results");
+const status = document.getElementById("status");
+function esc(s) {
+  const d = document.createElement("div"); d.textContent = String(s); return d.innerHTML;
+}
+function pct(p) { return (100 * p).toFixed(1) + "%"; }
+function failed(name, why) { return `<div class="card error">${esc(name)}: ${esc(why)}</div>`; }
+function card(r) {
+  const rows = Object.entries(r.probabilities).map(([name, p]) =>
+    `<tr><td>${esc(name)}</td><td><span class="bar"><span style="width:${pct(p)}"></span>` +
+    `</span></td><td>${pct(p)}</td></tr>`).join("");
+  const ood = r.ood ? `<p class="ood">Out of distribution (${esc(r.ood_reason)}): this does ` +
+    `not look like the training smears. Do not trust the class.</p>` : "";
+  const img = r.gradcam_png ? `<img alt="Grad-CAM overlay" src="${r.gradcam_png}">` : "";
+  return `<div class="card result">${img}<div><div>${esc(r.filename)}</div>` +
+    `<div class="cls">${esc(r.predicted)}</div><div>${pct(r.probability)} ` +
+    `(${esc(r.head)} head)</div>${ood}<table>${rows}</table>` +
+    `<small>Heat map: Grad-CAM for ${esc(r.explained_class || r.predicted)}.</small></div></div>`;
+}
+async function send(file) {
+  if (file.size > CONFIG.maxBytes) return failed(file.name, "too large");
+  const body = new FormData(); body.append("file", file);
+  const response = await fetch("/api/predict", { method: "POST", body });
+  const data = await response.json();
+  return response.ok ? card(data) : failed(file.name, data.detail);
+}
+document.getElementById("upload").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const files = Array.from(document.getElementById("files").files);
+  if (!files.length) { status.textContent = "Choose one or more images first."; return; }
+  results.innerHTML = "";
+  for (const [i, file] of files.entries()) {
+    status.textContent = `Analysing ${i + 1} of ${files.length}...`;
+    try { results.insertAdjacentHTML("beforeend", await send(file)); }
+    catch (err) { results.insertAdjacentHTML("beforeend", failed(file.name, err)); }
+  }
+  status.textContent = `Done: ${files.length} image(s).`;
+});
+</script>
+</body></html>
+"""

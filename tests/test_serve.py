@@ -1,0 +1,224 @@
+"""Web app: page, JSON API, limits (413/415), bounded concurrency, and a real browser upload."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_bundle import DISPLAY, single_thread, tiny_bundle  # noqa: F401
+
+from blastscan import serve as S
+from blastscan.bundle import load_bundle
+from blastscan.predict import synthetic_smears
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return load_bundle(tiny_bundle(tmp_path_factory.getbasetemp(), size=64))
+
+
+@pytest.fixture(scope="module")
+def client(bundle):
+    return TestClient(S.create_app(bundle, max_upload_bytes=200_000))
+
+
+def png(size: int = 96, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_smears(1, size, seed)[0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_page_has_an_upload_form(client):
+    response = client.get("/")
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    assert 'type="file"' in response.text and "multiple" in response.text
+    assert "Research use only" in response.text and "Early Pre-B" in response.text
+
+
+def test_health_and_openapi(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["classes"] == DISPLAY and health["input_size"] == 64
+    schema = client.get("/openapi.json").json()
+    assert "/api/predict" in schema["paths"] and "/health" in schema["paths"]
+
+
+def test_predict_returns_classes_probabilities_and_grad_cam(client):
+    response = client.post("/api/predict", files={"file": ("smear.png", png(), "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["predicted"] in DISPLAY and body["filename"] == "smear.png"
+    assert set(body["probabilities"]) == set(DISPLAY)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+    assert body["head"] == "features+classifier" and isinstance(body["ood"], bool)
+    assert body["gradcam_png"].startswith("data:image/png;base64,")
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["gradcam_png"].split(",", 1)[1])))
+    assert overlay.size == (96, 96)
+    quick = client.post(
+        "/api/predict?explain=false", files={"file": ("s.png", png(), "image/png")}
+    ).json()
+    assert "gradcam_png" not in quick and quick["probabilities"] == body["probabilities"]
+
+
+def test_octet_stream_with_an_image_name_is_accepted(client):
+    response = client.post(
+        "/api/predict?explain=false", files={"file": ("x.png", png(), "application/octet-stream")}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "kind", "status", "words"),
+    [
+        ("notes.txt", b"hello", "text/plain", 415, "unsupported upload type"),
+        ("fake.png", b"\x89PNG not really", "image/png", 415, "not a readable image"),
+        ("big.png", b"\0" * 200_001, "image/png", 413, "upload too large"),
+        (
+            "huge.png",
+            b"\0" * 400_000,
+            "image/png",
+            413,
+            "upload too large",
+        ),  # refused on Content-Length
+    ],
+)
+def test_limits_give_clear_json_errors(client, name, data, kind, status, words):
+    response = client.post("/api/predict", files={"file": (name, data, kind)})
+    assert response.status_code == status
+    assert words in response.json()["detail"]
+
+
+def test_missing_file_field_is_a_422(client):
+    assert (
+        client.post("/api/predict", files={"other": ("a.png", png(), "image/png")}).status_code
+        == 422
+    )
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_model_calls_are_bounded_and_off_the_event_loop(bundle, monkeypatch, limit):
+    import httpx
+
+    active, peak, loop_threads = 0, 0, set()
+    lock = threading.Lock()
+
+    def slow(*args, **kwargs):
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        loop_threads.add(threading.current_thread().name)
+        time.sleep(0.15)
+        with lock:
+            active -= 1
+        return {"ok": True}
+
+    monkeypatch.setattr(S, "analyse", slow)
+    app = S.create_app(bundle, max_concurrent=limit)
+
+    async def burst():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            calls = [
+                http.post("/api/predict", files={"file": ("a.png", png(), "image/png")})
+                for _ in range(4)
+            ]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 4
+    assert peak == limit
+    assert threading.main_thread().name not in loop_threads
+
+
+# ---------------------------------------------------------------- a real browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(bundle):
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(S.create_app(bundle), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+def test_browser_uploads_an_image_and_sees_the_result(live_server, tmp_path):
+    pytest.importorskip("selenium", reason="needs selenium (pip install selenium)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = tmp_path / "smear.png"
+    image.write_bytes(png(160, seed=3))
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,900",
+    ):
+        options.add_argument(flag)
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(live_server)
+        driver.find_element(By.ID, "files").send_keys(str(image))
+        driver.find_element(By.ID, "go").click()
+        card = WebDriverWait(driver, 60).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, ".result"))
+        )
+        assert any(name in card.text for name in DISPLAY)
+        assert (
+            card.find_element(By.TAG_NAME, "img").get_attribute("src").startswith("data:image/png")
+        )
+        shot = Path(os.environ.get("BLASTSCAN_SCREENSHOT", tmp_path / "page.png"))
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    picture = Image.open(shot)
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    assert picture.format == "PNG" and picture.width >= 800 and shot.stat().st_size > 20_000
+    assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
