@@ -79,14 +79,24 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
         per_image = 3 * flops(size)  # forward + backward (two convolutions per layer)
         for name, seconds in times.items():
             is_base = name == base_name
-            results.append(rate_result(
-                f"train_{size}px/{name}", f"SGD training step, DarkNet-19 fp32, {size}px, batch {batches[name]}, images/s",
-                batches[name], seconds, baseline=base_name, baseline_items=base_b,
-                baseline_seconds=times[base_name],
-                paired_ratio=1.0 if is_base else paired_speedup(seconds, times[base_name], batches[name] / base_b),
-                flops_per_item=per_image, matmul_flops=matmul_flops,
-                notes=compile_note if "compile" in name else "",
-            ))  # fmt: skip
+            results.append(
+                rate_result(
+                    f"train_{size}px/{name}",
+                    f"SGD training step, DarkNet-19 fp32, {size}px, "
+                    f"batch {batches[name]}, images/s",
+                    batches[name],
+                    seconds,
+                    baseline=base_name,
+                    baseline_items=base_b,
+                    baseline_seconds=times[base_name],
+                    paired_ratio=1.0
+                    if is_base
+                    else paired_speedup(seconds, times[base_name], batches[name] / base_b),
+                    flops_per_item=per_image,
+                    matmul_flops=matmul_flops,
+                    notes=compile_note if "compile" in name else "",
+                )
+            )
         del variants
     return results
 
@@ -102,10 +112,16 @@ def _export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (torch.rand(2, 3, size, size),), str(path), dynamo=False, opset_version=17,
-            input_names=["input"], output_names=["features", "logits"], dynamic_axes=axes,
+            wrapper,
+            (torch.rand(2, 3, size, size),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["features", "logits"],
+            dynamic_axes=axes,
             do_constant_folding=True,
-        )  # fmt: skip
+        )
 
 
 def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
@@ -139,7 +155,9 @@ def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
     if frozen is not None:
         variants[f"jit_freeze_channels_last_b{b}"] = run(frozen, x_cl[:b])
         batches[f"jit_freeze_channels_last_b{b}"] = b
-        notes[f"jit_freeze_channels_last_b{b}"] = f"trace + freeze + optimize_for_inference {seconds:.1f} s"
+        notes[f"jit_freeze_channels_last_b{b}"] = (
+            f"trace + freeze + optimize_for_inference {seconds:.1f} s"
+        )
 
     if cfg.compile:
         name = f"compile_channels_last_b{b}"
@@ -175,10 +193,11 @@ def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
         }
         notes[ort_name] = (
             f"legacy exporter (dynamo=False, opset 17, dynamic batch), export {export_s:.1f} s, "
-            f"session {session_s:.1f} s, ORT_ENABLE_ALL, {session.get_session_options().intra_op_num_threads} "
-            f"intra-op threads; max |ORT - eager|: features {diff['features']:.2e} "
+            f"session {session_s:.1f} s, ORT_ENABLE_ALL, "
+            f"{session.get_session_options().intra_op_num_threads} intra-op threads; "
+            f"max |ORT - eager|: features {diff['features']:.2e} "
             f"(max |feature| {diff['features_scale']:.3g}), logits {diff['logits']:.2e}"
-        )  # fmt: skip
+        )
         log(f"  infer {size}px: {notes[ort_name]}")
     except Exception as exc:  # an exporter or runtime problem is a finding, not a crash
         notes[ort_name] = f"ONNX export/run failed: {type(exc).__name__}: {str(exc)[:200]}"
@@ -189,12 +208,24 @@ def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
     base_name = f"eager_nchw_b{b}"
     results = []
     for name, seconds in times.items():
-        results.append(rate_result(
-            f"infer_{size}px/{name}", f"forward pass (eval, inference_mode), fp32, {size}px, batch {batches[name]}, images/s",
-            batches[name], seconds, baseline=base_name, baseline_items=b, baseline_seconds=times[base_name],
-            paired_ratio=1.0 if name == base_name else paired_speedup(seconds, times[base_name], batches[name] / b),
-            flops_per_item=flops(size), matmul_flops=matmul_flops, notes=notes.get(name, ""),
-        ))  # fmt: skip
+        results.append(
+            rate_result(
+                f"infer_{size}px/{name}",
+                f"forward pass (eval, inference_mode), fp32, {size}px, "
+                f"batch {batches[name]}, images/s",
+                batches[name],
+                seconds,
+                baseline=base_name,
+                baseline_items=b,
+                baseline_seconds=times[base_name],
+                paired_ratio=1.0
+                if name == base_name
+                else paired_speedup(seconds, times[base_name], batches[name] / b),
+                flops_per_item=flops(size),
+                matmul_flops=matmul_flops,
+                notes=notes.get(name, ""),
+            )
+        )
         if name == ort_name and diff is not None:
             results[-1].extra["max_abs_diff_vs_eager"] = diff
     return results
@@ -219,7 +250,13 @@ def _throwaway_run(out: Path, classes: list[str], size: int) -> Path:
 
     model = _model(True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    meta = {"classes": classes, "image_size": size, "epoch": 0, "history": [], "note": "untrained, benchmark only"}
+    meta = {
+        "classes": classes,
+        "image_size": size,
+        "epoch": 0,
+        "history": [],
+        "note": "untrained, benchmark only",
+    }
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "checkpoints" / "final.safetensors", model, optimizer, meta)
     return out
@@ -242,7 +279,10 @@ def bench_extract(cfg, flops, matmul_flops, log, workdir: Path) -> list[Result]:
         size = cfg.extract_size
         classes = D.discover_classes(D.resolve_class_root(DATA))
         run_dir = _throwaway_run(workdir / "throwaway-run", [name for name, _ in classes], size)
-        source = f"throwaway run dir, untrained DarkNet-19 at {size}px (runs/fast-cpu has no final.safetensors)"
+        source = (
+            f"throwaway run dir, untrained DarkNet-19 at {size}px "
+            "(runs/fast-cpu has no final.safetensors)"
+        )
     cache = workdir / "cache"
     log(f"  extract: model {source}; warming the {size}px image cache ...")
     dataset = limit_per_class(D.scan_dataset(DATA), cfg.max_per_class, 0)
@@ -261,18 +301,113 @@ def bench_extract(cfg, flops, matmul_flops, log, workdir: Path) -> list[Result]:
     before = naive_rate()
     log(f"  extract: naive eager NCHW b32 before: {32 / np.median(before):.1f} images/s")
     out = workdir / "features.npz"
-    seconds, _ = timed(lambda: extract(run_dir, DATA, out, cache_dir=cache, show_progress=False,
-                                       max_per_class=cfg.max_per_class, seed=0))  # fmt: skip
+    seconds, _ = timed(
+        lambda: extract(
+            run_dir,
+            DATA,
+            out,
+            cache_dir=cache,
+            show_progress=False,
+            max_per_class=cfg.max_per_class,
+            seed=0,
+        )
+    )
     after = naive_rate()
-    log(f"  extract: {n} images in {seconds:.1f} s; naive after: {32 / np.median(after):.1f} images/s")
+    log(
+        f"  extract: {n} images in {seconds:.1f} s; "
+        f"naive after: {32 / np.median(after):.1f} images/s"
+    )
     scan_s, _ = timed(lambda: limit_per_class(D.scan_dataset(DATA), cfg.max_per_class, 0))
     base = before + after
-    return [rate_result(
-        f"extract_{size}px/features.extract", f"blastscan.features.extract on {n} images (scan + cached pixels + "
-        f"infer b64 channels_last + write .npz), {size}px, images/s", n, [seconds],
-        baseline=f"eager_nchw_b32 forward at {size}px (measured before and after)", baseline_items=32,
-        baseline_seconds=base, flops_per_item=flops(size), matmul_flops=matmul_flops,
-        notes=f"model: {source}; of the {seconds:.1f} s, scan_dataset (hash + decode check of every file) "
-        f"takes about {scan_s:.1f} s (timed separately right after)",
-    )]  # fmt: skip
+    return [
+        rate_result(
+            f"extract_{size}px/features.extract",
+            f"blastscan.features.extract on {n} images (scan + cached pixels + "
+            f"infer b64 channels_last + write .npz), {size}px, images/s",
+            n,
+            [seconds],
+            baseline=f"eager_nchw_b32 forward at {size}px (measured before and after)",
+            baseline_items=32,
+            baseline_seconds=base,
+            flops_per_item=flops(size),
+            matmul_flops=matmul_flops,
+            notes=f"model: {source}; of the {seconds:.1f} s, scan_dataset (hash + decode check of "
+            "every file) "
+            f"takes about {scan_s:.1f} s (timed separately right after)",
+        )
+    ]
 
+
+# ---------------------------------------------------------------- OpenMP threads under load
+
+_CHILD = r"""
+import json, sys, time, torch
+from blastscan.models import darknet19
+threads, size, batch, reps = (int(a) for a in sys.argv[1:5])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+model = darknet19(4).eval().to(memory_format=torch.channels_last)
+x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+with torch.inference_mode():
+    model(x)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+
+def bench_threads(cfg, flops, matmul_flops, log) -> list[Result]:
+    """The same channels_last forward in fresh processes: torch's default OpenMP threads (one
+    per core, spin-waiting at every barrier) vs OMP_WAIT_POLICY=PASSIVE vs a single thread.
+
+    On a machine shared with other jobs a spinning thread burns the time slice its partner
+    needs; this shows how much of the gap to the matmul floor that explains. The policy must be
+    set before the OpenMP runtime starts, hence one process per measurement (rounds alternate).
+    """
+    import os
+    import statistics
+    import subprocess
+    import sys
+
+    from benchkit import cores
+
+    size, batch, reps = cfg.threads_size, cfg.threads_batch, cfg.threads_reps
+    base_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    n = cores()
+    variants = {
+        f"default_{n}_threads": (n, base_env),
+        f"omp_passive_{n}_threads": (n, {**base_env, "OMP_WAIT_POLICY": "PASSIVE"}),
+        "1_thread": (1, base_env),
+    }
+    rounds: dict[str, list[float]] = {k: [] for k in variants}
+    samples: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(cfg.threads_rounds):
+        names = list(variants)[r % 3 :] + list(variants)[: r % 3]
+        for name in names:
+            threads, env = variants[name]
+            args = [sys.executable, "-c", _CHILD, str(threads), str(size), str(batch), str(reps)]
+            out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                raise RuntimeError(f"{name}: child failed: {out.stderr[-300:]}")
+            times = json.loads(out.stdout.strip().splitlines()[-1])
+            samples[name] += times
+            rounds[name].append(statistics.median(times))
+        log(f"    round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rounds.items()))
+    base = f"default_{n}_threads"
+    return [
+        rate_result(
+            f"threads_{size}px/{name}",
+            f"forward, channels_last b{batch} {size}px, fresh process per round, images/s",
+            batch,
+            samples[name],
+            baseline=base,
+            baseline_seconds=samples[base],
+            paired_ratio=paired_speedup(rounds[name], rounds[base]),
+            flops_per_item=flops(size),
+            matmul_flops=matmul_flops,
+        )
+        for name in variants
+    ]

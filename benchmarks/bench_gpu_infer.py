@@ -14,7 +14,8 @@ def rate(model, batch, dtype, channels_last, steps=20):
     x = torch.rand(batch, 3, 224, 224, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    with torch.inference_mode(), autocast:
         for _ in range(3):
             model(x)
         torch.cuda.synchronize() if device.type == "cuda" else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -14,9 +15,14 @@ from typing import Any
 
 import numpy as np
 from benchkit import DATA, REPO, Result, Skip, rate_result, time_result, timed
+from joblib import Parallel, delayed
 
+PAPER_SELECTED = 521  # features the paper kept (of 1000) at mRMR score > 0.25
 ISSUE_TARGET_S = 60.0  # issue 6: mRMR + every paper classifier's 10-fold CV, on this machine
-FEATURE_FILES = (REPO / "runs" / "full" / "features.npz", REPO / "runs" / "gpu" / "features-paper.npz")
+FEATURE_FILES = (
+    REPO / "runs" / "full" / "features.npz",
+    REPO / "runs" / "gpu" / "features-paper.npz",
+)
 
 
 # ---------------------------------------------------------------- decode + cache
@@ -34,7 +40,9 @@ def bench_decode(cfg, log, workdir: Path) -> list[Result]:
     size = cfg.decode_size
     scan_s, full = timed(lambda: D.scan_dataset(DATA))
     n_all = len(full.samples)
-    hash_s, _ = timed(lambda: [hashlib.sha256(Path(s.path).read_bytes()).hexdigest() for s in full.samples])
+    hash_s, _ = timed(
+        lambda: [hashlib.sha256(Path(s.path).read_bytes()).hexdigest() for s in full.samples]
+    )
     log(f"  decode: scan_dataset {n_all} files {scan_s:.1f} s; read + sha256 only {hash_s:.1f} s")
     dataset = limit_per_class(full, cfg.max_per_class, 0)
     n = len(dataset.samples)
@@ -55,37 +63,53 @@ def bench_decode(cfg, log, workdir: Path) -> list[Result]:
     second = [scan_s * n / n_all + w for w in warm]
     return [
         rate_result(
-            "decode/scan_dataset", f"blastscan.data.scan_dataset over {n_all} files (read, sha256, full "
-            "decode check), images/s", n_all, [scan_s], baseline="read + sha256 only (no decode)",
+            "decode/scan_dataset",
+            f"blastscan.data.scan_dataset over {n_all} files (read, sha256, full "
+            "decode check), images/s",
+            n_all,
+            [scan_s],
+            baseline="read + sha256 only (no decode)",
             baseline_seconds=[hash_s],
-            notes="ratio < 1: the decode check costs this much over hashing alone; it runs on every "
-            "command, cache or not",
+            notes="ratio < 1: the decode check costs this much over hashing alone; it runs on "
+            "every command, cache or not",
         ),
         rate_result(
-            f"decode/load_images_cold_{size}px", f"load_images with a fresh cache dir: decode + resize "
-            f"to {size}px + write the {cache_mb:.0f} MB .npy, {n} images, images/s", n, cold,
-            baseline="itself (naive: decode every run)", baseline_seconds=cold, paired_ratio=1.0,
+            f"decode/load_images_cold_{size}px",
+            f"load_images with a fresh cache dir: decode + resize "
+            f"to {size}px + write the {cache_mb:.0f} MB .npy, {n} images, images/s",
+            n,
+            cold,
+            baseline="itself (naive: decode every run)",
+            baseline_seconds=cold,
+            paired_ratio=1.0,
         ),
         rate_result(
-            f"decode/load_images_warm_{size}px", f"load_images, cache hit (np.load of the .npy), {n} "
-            "images, images/s", n, warm, baseline=f"load_images_cold_{size}px", baseline_seconds=cold,
+            f"decode/load_images_warm_{size}px",
+            f"load_images, cache hit (np.load of the .npy), {n} images, images/s",
+            n,
+            warm,
+            baseline=f"load_images_cold_{size}px",
+            baseline_seconds=cold,
             paired_ratio=statistics.median(c / w for c, w in zip(cold, warm, strict=True)),
         ),
         rate_result(
-            f"decode/second_run_{size}px", f"what a second command pays: scan_dataset + warm "
-            f"load_images, {n} images, images/s", n, second, baseline="first run: scan_dataset + cold load_images",
+            f"decode/second_run_{size}px",
+            f"what a second command pays: scan_dataset + warm load_images, {n} images, images/s",
+            n,
+            second,
+            baseline="first run: scan_dataset + cold load_images",
             baseline_seconds=first,
             paired_ratio=statistics.median(f / s for f, s in zip(first, second, strict=True)),
             notes="the scan's share is scaled to the images loaded when --quick limits them",
         ),
-    ]  # fmt: skip
+    ]
 
 
 # ---------------------------------------------------------------- mRMR
 
 
 def load_features(cfg, log) -> tuple[np.ndarray, np.ndarray, str]:
-    """Real DarkNet-19 features if a features file is there, else synthetic ones shaped like them."""
+    """Real DarkNet-19 features if a features file is there, else synthetic look-alikes."""
     for path in FEATURE_FILES:
         if path.is_file():
             with np.load(path, allow_pickle=False) as f:
@@ -96,7 +120,10 @@ def load_features(cfg, log) -> tuple[np.ndarray, np.ndarray, str]:
         from bench_mrmr import synthetic_features
 
         X, y = synthetic_features()
-        source = "synthetic (bench_mrmr.synthetic_features: no runs/full/features.npz or runs/gpu/features-paper.npz)"
+        source = (
+            "synthetic (bench_mrmr.synthetic_features: no runs/full/features.npz "
+            "or runs/gpu/features-paper.npz)"
+        )
     if cfg.mrmr_features:
         X = X[:, : cfg.mrmr_features]
     log(f"  features: {X.shape[0]} x {X.shape[1]} from {source}")
@@ -112,22 +139,30 @@ def bench_mrmr(cfg, log, state: dict[str, Any]) -> list[Result]:
     state["features"] = (X, y, source)
     seconds, selector = timed(lambda: MRMR(threshold=0.25).fit(X, y))
     columns = np.flatnonzero(selector.get_support())
-    state["mrmr"] = (seconds, columns)
-    log(f"  mrmr adaptive: {seconds:.1f} s, {len(columns)} of {X.shape[1]} features above 0.25")
+    kept = len(columns)
+    log(f"  mrmr adaptive: {seconds:.1f} s, {kept} of {X.shape[1]} features above 0.25")
+    if kept == X.shape[1]:  # nothing dropped: take the paper's count from the top of the ranking
+        columns = np.sort(selector.ranking_[: round(PAPER_SELECTED * X.shape[1] / 1000)])
+        log(f"  mrmr: the threshold keeps every feature; CV uses the top {len(columns)} ranked")
+    state["mrmr"] = (seconds, columns, kept)
     results = []
     plugin = []
     if cfg.mrmr_plugin:
         plugin_s, _ = timed(lambda: MRMR(threshold=0.25, estimator="plugin").fit(X, y))
         plugin = [plugin_s]
         log(f"  mrmr plugin: {plugin_s:.1f} s")
-    results.append(time_result(
-        "mrmr/fit_adaptive", f"MRMR(threshold=0.25).fit, {X.shape[1]} features x {X.shape[0]} samples, "
-        "seconds (lower is better)", [seconds],
-        baseline="MRMR(estimator='plugin').fit (naive fixed-grid MI)" if plugin else None,
-        baseline_seconds=plugin or None,
-        notes=f"{source}; {len(columns)} features selected",
-    ))  # fmt: skip
-    results[-1].extra["n_selected"] = int(len(columns))
+    results.append(
+        time_result(
+            "mrmr/fit_adaptive",
+            f"MRMR(threshold=0.25).fit, {X.shape[1]} features x {X.shape[0]} samples, "
+            "seconds (lower is better)",
+            [seconds],
+            baseline="MRMR(estimator='plugin').fit (naive fixed-grid MI)" if plugin else None,
+            baseline_seconds=plugin or None,
+            notes=f"{source}; {kept} of {X.shape[1]} features score above 0.25",
+        )
+    )
+    results[-1].extra["n_above_threshold"] = int(kept)
     return results
 
 
@@ -141,37 +176,62 @@ def bench_cv(cfg, log, state: dict[str, Any]) -> list[Result]:
     Baseline: the same folds run one after another, i.e. the sum of the per-fold fit + predict
     seconds the workers measured (the speed-up is then the parallel speed-up over serial).
     """
-    from blastscan.classify import PAPER_ROWS
+    from blastscan.classify import PAPER_ROWS, make_classifier
     from blastscan.evaluation import cross_validate
-    from blastscan.classify import make_classifier
 
     if "mrmr" not in state:
         bench_mrmr(cfg, log, state)
     X, y, source = state["features"]
-    mrmr_s, columns = state["mrmr"]
+    mrmr_s, columns, kept = state["mrmr"]
     sets = {"all": X, "selected": np.ascontiguousarray(X[:, columns])}
-    results, total = [], mrmr_s
+    # joblib's worker processes start on the first parallel call and are reused afterwards:
+    # timed on their own, so the start-up is not charged to whichever preset runs first
+    warm = delayed(lambda: __import__("blastscan.evaluation") and None)
+    startup, _ = timed(lambda: Parallel(n_jobs=-1)(warm() for _ in range(4)))
+    log(f"  cv: joblib worker start-up {startup:.1f} s")
+    results = [
+        time_result(
+            "cv/joblib_worker_startup",
+            "first Parallel(n_jobs=-1) call: loky workers start and import blastscan's "
+            "classifiers (once per process), seconds",
+            [startup],
+        )
+    ]
+    total = mrmr_s + startup
     for row, name in PAPER_ROWS.items():
         for set_name, X_set in sets.items():
-            cv = cross_validate(make_classifier(name, seed=0), X_set, y, n_splits=cfg.cv_folds, seed=0, n_jobs=-1)
+            cv = cross_validate(
+                make_classifier(name, seed=0), X_set, y, n_splits=cfg.cv_folds, seed=0, n_jobs=-1
+            )
             total += cv.seconds
             serial = float(np.sum(cv.fold_seconds))
-            log(f"  cv {name} / {set_name} ({X_set.shape[1]}): {cv.seconds:.1f} s wall, "
-                f"{serial:.1f} s summed over folds, accuracy {cv.accuracy:.4f}")  # fmt: skip
+            log(
+                f"  cv {name} / {set_name} ({X_set.shape[1]}): {cv.seconds:.1f} s wall, "
+                f"{serial:.1f} s summed over folds, accuracy {cv.accuracy:.4f}"
+            )
             r = time_result(
                 f"cv/{name.replace(' ', '_')}/{set_name}_{X_set.shape[1]}",
-                f"{cfg.cv_folds}-fold CV of '{name}' ({row} row), {X_set.shape[1]} features x {len(y)} "
-                "samples, wall seconds", [cv.seconds],
-                baseline="serial: sum of per-fold seconds", baseline_seconds=[serial],
-                notes=f"accuracy {cv.accuracy:.4f}" + (f"; {len(cv.warnings)} warning kinds" if cv.warnings else ""),
-            )  # fmt: skip
+                f"{cfg.cv_folds}-fold CV of '{name}' ({row} row), {X_set.shape[1]} features x "
+                f"{len(y)} samples, wall seconds",
+                [cv.seconds],
+                baseline="serial: sum of per-fold seconds",
+                baseline_seconds=[serial],
+                notes=f"accuracy {cv.accuracy:.4f}"
+                + (f"; {len(cv.warnings)} warning kinds" if cv.warnings else ""),
+            )
             r.extra.update(accuracy=cv.accuracy, fold_seconds=cv.fold_seconds.tolist())
             results.append(r)
-    results.append(time_result(
-        "cv/total_mrmr_plus_all_cvs", f"mRMR fit + the {len(results)} cross-validations above, seconds",
-        [total], baseline=f"issue 6 target ({ISSUE_TARGET_S:.0f} s)", baseline_seconds=[ISSUE_TARGET_S],
-        notes="ratio >= 1 meets the target; measured as the sum of the stages above",
-    ))  # fmt: skip
+    results.append(
+        time_result(
+            "cv/total_mrmr_plus_all_cvs",
+            f"mRMR fit + worker start-up + the {len(results) - 1} cross-validations above, s",
+            [total],
+            baseline=f"issue 6 target ({ISSUE_TARGET_S:.0f} s)",
+            baseline_seconds=[ISSUE_TARGET_S],
+            notes="ratio >= 1 meets the target; the sum of the stages above"
+            + ("" if kept < X.shape[1] else f"; 'selected' = top {len(columns)} of the ranking"),
+        )
+    )
     if cfg.mlp_detail:
         results += bench_mlp_fold(cfg, log, X, y)
     return results
@@ -199,53 +259,77 @@ def bench_mlp_fold(cfg, log, X: np.ndarray, y: np.ndarray) -> list[Result]:
             model.fit(Xf, y_tr)
         return model[-1].n_iter_
 
-    variants = {"src_default_float64": (X64, False), "blas_1_thread_float64": (X64, True),
-                "blas_1_thread_float32": (X32, True)}  # fmt: skip
+    variants = {
+        "src_default_float64": (X64, False),
+        "blas_1_thread_float64": (X64, True),
+        "blas_1_thread_float32": (X32, True),
+    }
     times: dict[str, list[float]] = {k: [] for k in variants}
     iters: dict[str, int] = {}
     for r in range(cfg.mlp_rounds):
-        for name in list(variants)[r % 3:] + list(variants)[: r % 3]:
+        for name in list(variants)[r % 3 :] + list(variants)[: r % 3]:
             seconds, iters[name] = timed(lambda name=name: fit(*variants[name]))
             times[name].append(seconds)
-        log("    round " + str(r + 1) + ": " + ", ".join(f"{k} {v[-1]:.1f}s ({iters[k]} it)" for k, v in times.items()))
+        log(
+            "    round "
+            + str(r + 1)
+            + ": "
+            + ", ".join(f"{k} {v[-1]:.1f}s ({iters[k]} it)" for k, v in times.items())
+        )
     base = times["src_default_float64"]
     return [
         time_result(
-            f"cv/wide_nn_one_fold/{name}", f"MLPClassifier(100, lbfgs) fit on {len(train)} x {X.shape[1]} "
-            "(one CV fold's training rows), seconds", seconds, baseline="src_default_float64",
-            baseline_seconds=base, notes=f"{iters[name]} L-BFGS iterations",
+            f"cv/wide_nn_one_fold/{name}",
+            f"MLPClassifier(100, lbfgs) fit on {len(train)} x {X.shape[1]} "
+            "(one CV fold's training rows), seconds",
+            seconds,
+            baseline="src_default_float64",
+            baseline_seconds=base,
+            notes=f"{iters[name]} L-BFGS iterations",
         )
         for name, seconds in times.items()
-    ]  # fmt: skip
+    ]
 
 
 # ---------------------------------------------------------------- reproduce --quick
 
 
 def bench_reproduce(cfg, log, workdir: Path) -> list[Result]:
-    """`blastscan reproduce --quick` as a user runs it (fresh out dir and cache dir), wall seconds."""
+    """`blastscan reproduce --quick` as a user runs it (fresh out and cache dirs), wall seconds."""
     if not DATA.is_dir():
         raise Skip(f"dataset not found at {DATA}")
     out, cache = workdir / "reproduce-out", workdir / "reproduce-cache"
     exe = Path(sys.executable).with_name("blastscan")
-    cmd = [str(exe), "reproduce", "--data", str(DATA), "--out", str(out), "--quick",
-           "--cache-dir", str(cache), "--quiet"]  # fmt: skip
+    cmd = [
+        str(exe),
+        "reproduce",
+        "--data",
+        str(DATA),
+        "--out",
+        str(out),
+        "--quick",
+        "--cache-dir",
+        str(cache),
+        "--quiet",
+    ]
     log(f"  reproduce: {' '.join(cmd)}")
-    seconds, proc = timed(lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.reproduce_timeout_s))
+    seconds, proc = timed(
+        lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.reproduce_timeout_s)
+    )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-400:]
         raise RuntimeError(f"reproduce --quick exited {proc.returncode}: {tail}")
     stages = {}
-    try:
+    with contextlib.suppress(OSError, ValueError):
         stages = json.loads((out / "metrics.json").read_text()).get("timings", {})
-    except (OSError, ValueError):
-        pass
     breakdown = ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
     log(f"  reproduce: {seconds:.1f} s ({breakdown})")
     r = time_result(
-        "reproduce/quick_end_to_end", "blastscan reproduce --quick (train 4 epochs at 64px on 240 images, "
-        "extract, paper + holdout protocols, report), subprocess wall seconds", [seconds],
+        "reproduce/quick_end_to_end",
+        "blastscan reproduce --quick (train 4 epochs at 64px on 240 images, "
+        "extract, paper + holdout protocols, report), subprocess wall seconds",
+        [seconds],
         notes=f"stages: {breakdown}; includes interpreter start and imports",
-    )  # fmt: skip
+    )
     r.extra["stages"] = stages
     return [r]

@@ -63,10 +63,18 @@ def _round(v: Any) -> Any:
 
 
 def rate_result(
-    name: str, measured: str, items: float, seconds: Sequence[float], unit: str = "images/s",
-    baseline: str | None = None, baseline_items: float | None = None,
-    baseline_seconds: Sequence[float] | None = None, paired_ratio: float | None = None,
-    flops_per_item: float | None = None, matmul_flops: float | None = None, notes: str = "",
+    name: str,
+    measured: str,
+    items: float,
+    seconds: Sequence[float],
+    unit: str = "images/s",
+    baseline: str | None = None,
+    baseline_items: float | None = None,
+    baseline_seconds: Sequence[float] | None = None,
+    paired_ratio: float | None = None,
+    flops_per_item: float | None = None,
+    matmul_flops: float | None = None,
+    notes: str = "",
 ) -> Result:
     """items / median(seconds), compared with a baseline rate and the matmul floor.
 
@@ -82,19 +90,35 @@ def rate_result(
     if flops_per_item and matmul_flops:
         floor = matmul_flops / flops_per_item  # items/s if every FLOP ran at the matmul rate
         floor_ratio = value / floor
-    return Result(name, measured, value, unit, baseline, base, ratio, floor, floor_ratio,
-                  list(seconds), notes)  # fmt: skip
+    return Result(
+        name, measured, value, unit, baseline, base, ratio, floor, floor_ratio, list(seconds), notes
+    )
 
 
 def time_result(
-    name: str, measured: str, seconds: Sequence[float], baseline: str | None = None,
-    baseline_seconds: Sequence[float] | None = None, notes: str = "",
+    name: str,
+    measured: str,
+    seconds: Sequence[float],
+    baseline: str | None = None,
+    baseline_seconds: Sequence[float] | None = None,
+    notes: str = "",
 ) -> Result:
     """median(seconds) as the value; speed-up = baseline seconds / these seconds."""
     value = statistics.median(seconds)
     base = statistics.median(baseline_seconds) if baseline_seconds else None
-    return Result(name, measured, value, "s", baseline, base, base / value if base else None,
-                  None, None, list(seconds), notes)  # fmt: skip
+    return Result(
+        name,
+        measured,
+        value,
+        "s",
+        baseline,
+        base,
+        base / value if base else None,
+        None,
+        None,
+        list(seconds),
+        notes,
+    )
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -104,7 +128,10 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def interleave(
-    variants: dict[str, Callable[[], Any]], warmup: int, rounds: int, budget_s: float | None = None,
+    variants: dict[str, Callable[[], Any]],
+    warmup: int,
+    rounds: int,
+    budget_s: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, list[float]]:
     """Time each variant's step `rounds` times, round-robin, after `warmup` untimed calls each.
@@ -120,7 +147,7 @@ def interleave(
     times: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             seconds, _ = timed(variants[name])
             times[name].append(seconds)
@@ -130,7 +157,9 @@ def interleave(
     return times
 
 
-def paired_speedup(variant: Sequence[float], baseline: Sequence[float], per_call: float = 1.0) -> float:
+def paired_speedup(
+    variant: Sequence[float], baseline: Sequence[float], per_call: float = 1.0
+) -> float:
     """Median over rounds of (baseline time / variant time), times `per_call` (items per variant
     call / items per baseline call): the speed-up with the load of each round cancelled."""
     return statistics.median(per_call * b / v for v, b in zip(variant, baseline, strict=False))
@@ -210,8 +239,13 @@ def cpu_flags() -> list[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2", "fma")))
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
+        [],
+    )
+    return sorted(
+        f for f in flags if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2", "fma"))
+    )
 
 
 def load_average() -> list[float]:
@@ -244,9 +278,13 @@ def machine_info() -> dict[str, Any]:
 def git_state() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO,
-                                  timeout=10).stdout.strip()  # fmt: skip
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, cwd=REPO, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty_files": len(git("status", "--porcelain").splitlines())}
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty_files": len(git("status", "--porcelain").splitlines()),
+    }

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_image_folder
 from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
@@ -31,7 +32,6 @@ from blastscan import data as D
 from blastscan.cli import app
 from blastscan.errors import BlastscanError
 from blastscan.features import load_features
-from helpers import make_image_folder
 
 runner = CliRunner()
 CLASS_A, CLASS_B = "blast cells ü", "normal 正常"  # not Kaggle names: generic one-folder-per-class
@@ -60,8 +60,12 @@ def png16_rgb(width: int, height: int, rgb16: tuple[int, int, int]) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
 
 
 def tiff16_rgb(width: int, height: int, rgb16: tuple[int, int, int]) -> bytes:
@@ -71,13 +75,22 @@ def tiff16_rgb(width: int, height: int, rgb16: tuple[int, int, int]) -> bytes:
     bits_at = 8 + 2 + 12 * n_entries + 4
     data_at = bits_at + 6
     entries = [  # (tag, type, count, value): 3 = SHORT, 4 = LONG
-        (256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, bits_at), (259, 3, 1, 1),
-        (262, 3, 1, 2), (273, 4, 1, data_at), (277, 3, 1, 3), (278, 3, 1, height),
-        (279, 4, 1, len(pixels)), (284, 3, 1, 1),
-    ]  # fmt: skip
+        (256, 3, 1, width),
+        (257, 3, 1, height),
+        (258, 3, 3, bits_at),
+        (259, 3, 1, 1),
+        (262, 3, 1, 2),
+        (273, 4, 1, data_at),
+        (277, 3, 1, 3),
+        (278, 3, 1, height),
+        (279, 4, 1, len(pixels)),
+        (284, 3, 1, 1),
+    ]
     ifd = struct.pack("<H", n_entries)
     for tag, kind, count, value in entries:
-        packed = struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value)
+        packed = (
+            struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value)
+        )
         ifd += struct.pack("<HHI", tag, kind, count) + packed
     ifd += struct.pack("<I", 0)
     return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<3H", 16, 16, 16) + pixels
@@ -146,8 +159,10 @@ def messy(tmp_path_factory) -> dict:
     """Train (1 epoch, 32 px) and extract through the CLI on a folder of odd and broken files."""
     base = tmp_path_factory.mktemp("bad-input")
     root = make_image_folder(base / "smear data – ü 血液", classes=(CLASS_A, CLASS_B), per_class=4)
-    for folder, files in ((CLASS_A, {**READABLE_A, **dict(list(BROKEN.items())[:2])}),
-                          (CLASS_B, {**READABLE_B, **dict(list(BROKEN.items())[2:])})):  # fmt: skip
+    for folder, files in (
+        (CLASS_A, {**READABLE_A, **dict(list(BROKEN.items())[:2])}),
+        (CLASS_B, {**READABLE_B, **dict(list(BROKEN.items())[2:])}),
+    ):
         for name, content in files.items():
             (root / folder / name).write_bytes(content)
     old = time.time() - 3600  # an hour-old mtime makes any write or touch show
@@ -156,16 +171,53 @@ def messy(tmp_path_factory) -> dict:
     before = snapshot(root)
     env = {"BLASTSCAN_CACHE": str(base / "default-cache")}  # nothing goes to ~/.cache
     t0 = time.perf_counter()
-    train = runner.invoke(app, ["train", "--data", str(root), "--out", str(base / "run"), "--epochs", "1",
-                                "--batch-size", "4", "--image-size", "32", "--quiet"], env=env)  # fmt: skip
+    train = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(root),
+            "--out",
+            str(base / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--image-size",
+            "32",
+            "--quiet",
+        ],
+        env=env,
+    )
     t1 = time.perf_counter()
-    extract = runner.invoke(app, ["extract", "--model", str(base / "run"), "--data", str(root), "--out",
-                                  str(base / "features.npz"), "--cache-dir", str(base / "cache"),
-                                  "--quiet"], env=env)  # fmt: skip
+    extract = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            str(base / "run"),
+            "--data",
+            str(root),
+            "--out",
+            str(base / "features.npz"),
+            "--cache-dir",
+            str(base / "cache"),
+            "--quiet",
+        ],
+        env=env,
+    )
     t2 = time.perf_counter()
-    return {"root": root, "base": base, "run": base / "run", "features": base / "features.npz",
-            "before": before, "after": snapshot(root), "train": train, "extract": extract,
-            "seconds": (t1 - t0, t2 - t1)}  # fmt: skip
+    return {
+        "root": root,
+        "base": base,
+        "run": base / "run",
+        "features": base / "features.npz",
+        "before": before,
+        "after": snapshot(root),
+        "train": train,
+        "extract": extract,
+        "seconds": (t1 - t0, t2 - t1),
+    }
 
 
 def test_train_and_extract_never_modify_the_input_folder(messy):
@@ -178,11 +230,16 @@ def test_messy_folder_trains_and_extracts_with_broken_files_skipped_and_reported
         result = messy[step]
         assert result.exit_code == 0, result.output
         assert "Traceback" not in result.output
-        warned = [line for line in result.output.splitlines() if line.startswith("warning: skipped ")]
+        warned = [
+            line for line in result.output.splitlines() if line.startswith("warning: skipped ")
+        ]
         assert len(warned) == len(BROKEN), result.output
         for name in BROKEN:
             assert any(name in line for line in warned), (name, warned)
-    skipped = {Path(s["path"]).name: s["reason"] for s in json.loads((messy["run"] / "dataset.json").read_text())["skipped"]}
+    skipped = {
+        Path(s["path"]).name: s["reason"]
+        for s in json.loads((messy["run"] / "dataset.json").read_text())["skipped"]
+    }
     assert set(skipped) == set(BROKEN)
     assert "unknown format or not an image" in skipped["zero byte.jpg"]
     assert "unknown format or not an image" in skipped["text file.jpg"]
@@ -241,7 +298,9 @@ def test_16_bit_images_read_as_their_8_bit_export(name: str):
 
 
 def test_16_bit_rgb_png_reads_as_8_bit():
-    assert np.asarray(D.open_rgb(png16_rgb(5, 4, (200 * 257, 100 * 257, 50 * 257))))[1, 1].tolist() == [200, 100, 50]
+    assert np.asarray(D.open_rgb(png16_rgb(5, 4, (200 * 257, 100 * 257, 50 * 257))))[
+        1, 1
+    ].tolist() == [200, 100, 50]
 
 
 def test_1x1_image_is_resized_like_any_other():
@@ -297,8 +356,20 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
 
 
 def train_args(data: Path, out: Path) -> list[str]:
-    return ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--image-size", "32",
-            "--quiet", "--cache-dir", str(out.parent / "cache")]  # fmt: skip
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--quiet",
+        "--cache-dir",
+        str(out.parent / "cache"),
+    ]
 
 
 def test_empty_class_folder_is_a_one_line_error(tmp_path: Path):
@@ -306,7 +377,9 @@ def test_empty_class_folder_is_a_one_line_error(tmp_path: Path):
     (root / "empty").mkdir()
     (root / "empty" / "notes.txt").write_text("no images here")
     result = runner.invoke(app, train_args(root, tmp_path / "run"))
-    assert_one_line_error(result, str(root), "empty", "hold no images", "add images or remove the folder")
+    assert_one_line_error(
+        result, str(root), "empty", "hold no images", "add images or remove the folder"
+    )
 
 
 def test_class_folder_of_only_unreadable_files_is_a_one_line_error(tmp_path: Path):
@@ -330,9 +403,14 @@ def test_one_class_is_a_one_line_error(tmp_path: Path):
 def features_file(path: Path, n: int = 12, width: int = 1000, **override) -> Path:
     rng = np.random.default_rng(0)
     y = np.arange(n) % 2
-    arrays = {"X": rng.normal(size=(n, width)).astype(np.float32) + y[:, None], "y": y,
-              "classes": np.array(["a", "b"]), "display_names": np.array(["A", "B"]),
-              "logits": np.zeros((n, 2), np.float32), "paths": np.array([f"{i}.png" for i in range(n)])}  # fmt: skip
+    arrays = {
+        "X": rng.normal(size=(n, width)).astype(np.float32) + y[:, None],
+        "y": y,
+        "classes": np.array(["a", "b"]),
+        "display_names": np.array(["A", "B"]),
+        "logits": np.zeros((n, 2), np.float32),
+        "paths": np.array([f"{i}.png" for i in range(n)]),
+    }
     arrays.update(override)
     np.savez(path, **arrays)
     return path
@@ -342,36 +420,68 @@ def test_features_with_nan_are_refused_by_select_and_evaluate(tmp_path: Path):
     X = np.ones((12, 1000), np.float32)
     X[3, 7] = np.nan
     path = features_file(tmp_path / "nan.npz", X=X)
-    for args in (["select", str(path), "--out", str(tmp_path / "s.json")],
-                 ["evaluate", str(path), "--out", str(tmp_path / "ev"), "--folds", "2"]):  # fmt: skip
-        assert_one_line_error(runner.invoke(app, args), str(path), "1 rows hold NaN or inf", "re-extract")
+    for args in (
+        ["select", str(path), "--out", str(tmp_path / "s.json")],
+        ["evaluate", str(path), "--out", str(tmp_path / "ev"), "--folds", "2"],
+    ):
+        assert_one_line_error(
+            runner.invoke(app, args), str(path), "1 rows hold NaN or inf", "re-extract"
+        )
 
 
 def test_features_of_any_width_work_in_select(tmp_path: Path):
     """select/evaluate fit mRMR and the classifiers on the file itself, so 999 columns are as
     consistent as 1000: accepted, and the selection indexes that file's 999 columns."""
     path = features_file(tmp_path / "w999.npz", width=999)
-    result = runner.invoke(app, ["select", str(path), "--out", str(tmp_path / "s.json"), "--n-features", "5"])
+    result = runner.invoke(
+        app, ["select", str(path), "--out", str(tmp_path / "s.json"), "--n-features", "5"]
+    )
     assert result.exit_code == 0, result.output
     assert "kept 5 of 999 features" in result.output
     selection = json.loads((tmp_path / "s.json").read_text())
     assert sorted(selection["ranking"]) == list(range(999))
 
 
+def bare_npy(path: Path) -> None:
+    with open(path, "wb") as handle:  # np.save(path) would append .npy to the name
+        np.save(handle, np.zeros((3, 3)))
+
+
 @pytest.mark.parametrize(
     ("case", "make", "fragment"),
     [
         ("zero-byte", lambda p: p.write_bytes(b""), "not a readable features file"),
-        ("truncated", lambda p: p.write_bytes(features_file(p).read_bytes()[:2000]), "not a readable features file"),
-        ("bare array", lambda p: np.save(open(p, "wb"), np.zeros((3, 3))), "not a readable features file"),
+        (
+            "truncated",
+            lambda p: p.write_bytes(features_file(p).read_bytes()[:2000]),
+            "not a readable features file",
+        ),
+        (
+            "bare array",
+            lambda p: bare_npy(p),
+            "not a readable features file",
+        ),
         ("text X", lambda p: features_file(p, X=np.full((12, 3), "a")), "need numeric X"),
-        ("float labels", lambda p: features_file(p, y=np.linspace(0, 1, 12)), "need numeric X and integer y"),
+        (
+            "float labels",
+            lambda p: features_file(p, y=np.linspace(0, 1, 12)),
+            "need numeric X and integer y",
+        ),
         ("one class", lambda p: features_file(p, y=np.zeros(12, np.int64)), "at least two classes"),
         ("1-D X", lambda p: features_file(p, X=np.zeros(12)), "X has shape (12,)"),
-        ("labels past classes", lambda p: features_file(p, y=np.arange(12) % 3), "labels y outside 0..1"),
-        ("paths mismatch", lambda p: features_file(p, paths=np.array(["a"])), "paths has 1 rows for 12 labels"),
+        ("no rows", lambda p: features_file(p, n=0), "0 rows of 0 class(es)"),
+        (
+            "labels past classes",
+            lambda p: features_file(p, y=np.arange(12) % 3),
+            "labels y outside 0..1",
+        ),
+        (
+            "paths mismatch",
+            lambda p: features_file(p, paths=np.array(["a"])),
+            "paths has 1 rows for 12 labels",
+        ),
     ],
-)  # fmt: skip
+)
 def test_damaged_features_files_are_one_line_errors(case, make, fragment, tmp_path: Path):
     path = tmp_path / "f.npz"
     make(path)
@@ -381,13 +491,17 @@ def test_damaged_features_files_are_one_line_errors(case, make, fragment, tmp_pa
 
 def test_evaluate_with_more_folds_than_images_per_class(tmp_path: Path):
     path = features_file(tmp_path / "f.npz", width=4)
-    result = runner.invoke(app, ["evaluate", str(path), "--out", str(tmp_path / "ev"), "--folds", "10"])
+    result = runner.invoke(
+        app, ["evaluate", str(path), "--out", str(tmp_path / "ev"), "--folds", "10"]
+    )
     assert_one_line_error(result, "--folds 10 is more than the 6 images", "use --folds 6 or fewer")
 
 
 def test_select_with_unknown_estimator(tmp_path: Path):
     path = features_file(tmp_path / "f.npz", width=4)
-    result = runner.invoke(app, ["select", str(path), "--out", str(tmp_path / "s.json"), "--estimator", "knn"])
+    result = runner.invoke(
+        app, ["select", str(path), "--out", str(tmp_path / "s.json"), "--estimator", "knn"]
+    )
     assert_one_line_error(result, "unknown --estimator 'knn'", "adaptive, plugin")
 
 
@@ -395,14 +509,23 @@ def test_select_with_unknown_estimator(tmp_path: Path):
 
 
 def damaged_run(messy, tmp_path: Path, damage) -> Path:
+    """A run directory holding only the final checkpoint (weights hard-linked, never written
+    through: damage replaces files), then damaged."""
     run = tmp_path / "run copy"
-    shutil.copytree(messy["run"], run)
+    (run / "checkpoints").mkdir(parents=True)
+    source = messy["run"] / "checkpoints"
+    shutil.copy(source / "final.json", run / "checkpoints" / "final.json")
+    os.link(source / "final.safetensors", run / "checkpoints" / "final.safetensors")
     damage(run / "checkpoints")
     return run
 
 
 def truncate(path: Path, keep: int) -> None:
-    path.write_bytes(path.read_bytes()[:keep])
+    """Keep the first `keep` bytes (negative: drop the last -keep) in a new file."""
+    with open(path, "rb") as handle:
+        data = handle.read(keep) if keep >= 0 else handle.read()[:keep]
+    path.unlink()
+    path.write_bytes(data)
 
 
 def wrong_classes(ckpt: Path) -> None:
@@ -413,26 +536,69 @@ def wrong_classes(ckpt: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "damage", "fragments"),
     [
-        ("truncated safetensors", lambda c: truncate(c / "final.safetensors", 5000),
-         ["final.safetensors: checkpoint missing or damaged", "retrain with blastscan train"]),
-        ("truncated header", lambda c: truncate(c / "final.safetensors", 20),
-         ["final.safetensors: checkpoint missing or damaged", "retrain"]),
-        ("zero-byte safetensors", lambda c: truncate(c / "final.safetensors", 0),
-         ["final.safetensors: checkpoint missing or damaged", "retrain"]),
-        ("missing JSON", lambda c: (c / "final.json").unlink(),
-         ["final.json: missing or damaged metadata", "restore the run's checkpoints/ folder"]),
-        ("corrupted JSON", lambda c: (c / "final.json").write_text('{"classes": ['),
-         ["final.json: missing or damaged metadata", "retrain"]),
-        ("weights of another model", wrong_classes,
-         ["final.safetensors: weights do not fit the model", "head", "retrain"]),
-        ("no checkpoints at all", lambda c: shutil.rmtree(c),
-         ["last.safetensors: no checkpoint there", "pass a training run directory (--model)"]),
+        (
+            "truncated safetensors",
+            lambda c: truncate(c / "final.safetensors", 5000),
+            ["final.safetensors: checkpoint missing or damaged", "retrain with blastscan train"],
+        ),
+        (
+            "truncated tensor data",
+            lambda c: truncate(c / "final.safetensors", -1000),
+            [
+                "final.safetensors: checkpoint missing or damaged",
+                "file not fully covered",
+                "retrain",
+            ],
+        ),
+        (
+            "truncated header",
+            lambda c: truncate(c / "final.safetensors", 20),
+            ["final.safetensors: checkpoint missing or damaged", "retrain"],
+        ),
+        (
+            "zero-byte safetensors",
+            lambda c: truncate(c / "final.safetensors", 0),
+            ["final.safetensors: checkpoint missing or damaged", "retrain"],
+        ),
+        (
+            "missing JSON",
+            lambda c: (c / "final.json").unlink(),
+            ["final.json: missing or damaged metadata", "restore the run's checkpoints/ folder"],
+        ),
+        (
+            "corrupted JSON",
+            lambda c: (c / "final.json").write_text('{"classes": ['),
+            ["final.json: missing or damaged metadata", "retrain"],
+        ),
+        (
+            "weights of another model",
+            wrong_classes,
+            ["final.safetensors: weights do not fit the model", "head", "retrain"],
+        ),
+        (
+            "no checkpoints at all",
+            lambda c: shutil.rmtree(c),
+            ["last.safetensors: no checkpoint there", "pass a training run directory (--model)"],
+        ),
     ],
-)  # fmt: skip
-def test_damaged_checkpoint_in_extract_is_a_one_line_error(messy, tmp_path: Path, case, damage, fragments):
+)
+def test_damaged_checkpoint_in_extract_is_a_one_line_error(
+    messy, tmp_path: Path, case, damage, fragments
+):
     run = damaged_run(messy, tmp_path, damage)
-    result = runner.invoke(app, ["extract", "--model", str(run), "--data", str(messy["root"]),
-                                 "--out", str(tmp_path / "f.npz"), "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            str(run),
+            "--data",
+            str(messy["root"]),
+            "--out",
+            str(tmp_path / "f.npz"),
+            "--quiet",
+        ],
+    )
     assert_one_line_error(result, str(run), *fragments)
     assert not (tmp_path / "f.npz").exists()
 
@@ -441,18 +607,81 @@ def test_damaged_checkpoint_as_a_real_process(messy, tmp_path: Path):
     """The installed entry point, not CliRunner: exit status 2 and one stderr line."""
     run = damaged_run(messy, tmp_path, lambda c: truncate(c / "final.safetensors", 5000))
     proc = subprocess.run(
-        [sys.executable, "-m", "blastscan", "extract", "--model", str(run), "--data", str(messy["root"]),
-         "--out", str(tmp_path / "f.npz"), "--quiet"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "blastscan",
+            "extract",
+            "--model",
+            str(run),
+            "--data",
+            str(messy["root"]),
+            "--out",
+            str(tmp_path / "f.npz"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "checkpoint missing or damaged" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: ")
+        and "checkpoint missing or damaged" in lines[0]
+    )
 
 
 def test_extract_with_data_of_other_classes(messy, tmp_path: Path):
     other = make_image_folder(tmp_path / "other", classes=("x", "y"), per_class=2)
-    result = runner.invoke(app, ["extract", "--model", str(messy["run"]), "--data", str(other),
-                                 "--out", str(tmp_path / "f.npz"), "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            str(messy["run"]),
+            "--data",
+            str(other),
+            "--out",
+            str(tmp_path / "f.npz"),
+            "--quiet",
+        ],
+    )
     assert_one_line_error(result, str(other), "differ from the model's")
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("truncated last checkpoint", "last.safetensors: checkpoint missing or damaged"),
+        ("missing config.json", "config.json: missing or damaged"),
+    ],
+)
+def test_resume_from_a_damaged_run_is_a_one_line_error(messy, tmp_path: Path, case, fragment):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    source = messy["run"]
+    shutil.copy(source / "checkpoints" / "last.json", run / "checkpoints" / "last.json")
+    os.link(source / "checkpoints" / "last.safetensors", run / "checkpoints" / "last.safetensors")
+    truncate(run / "checkpoints" / "last.safetensors", 4096)
+    if case != "missing config.json":
+        shutil.copy(source / "config.json", run / "config.json")
+    result = runner.invoke(app, [*train_args(messy["root"], run), "--resume"])
+    assert_one_line_error(result, fragment, "train again into a new --out")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["select", "f.npz", "--out", "s.json", "--n-features", "0"],
+        ["evaluate", "f.npz", "--out", "ev", "--folds", "1"],
+        ["train", "--data", "d", "--out", "r", "--image-size", "16"],
+        ["extract", "--model", "r", "--data", "d", "--out", "f.npz", "--batch-size", "0"],
+    ],
+)
+def test_out_of_range_options_are_usage_errors(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value" in result.output

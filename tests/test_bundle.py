@@ -286,3 +286,68 @@ def test_write_is_atomic_and_does_not_overwrite_by_default(built, tmp_path):
     replaced = write_bundle(out, tiny_model(), tiny_meta(), overwrite=True)
     assert replaced == out and load_bundle(out).ood is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+# ---------------------------------------------------------------- from a training run
+
+
+def _fake_run(root: Path) -> tuple[Path, Path]:
+    """A run folder (checkpoint, split, dataset summary) and the class folders it names."""
+    from PIL import Image
+
+    from blastscan.training import save_checkpoint
+
+    data, run = root / "data", root / "run"
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for k, name in enumerate(CLASSES):
+        (data / name).mkdir(parents=True)
+        for i, image in enumerate(synthetic_smears(7, 40, seed=k)):
+            path = data / name / f"{name}-{i}.png"
+            Image.fromarray(image).save(path)
+            split["train" if i < 4 else "val" if i < 6 else "test"].append(str(path))
+    model = tiny_model()
+    (run / "checkpoints").mkdir(parents=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(
+        run / "checkpoints" / "final.safetensors", model, optimizer, {**tiny_meta(), "epoch": 0}
+    )
+    (run / "split.json").write_text(json.dumps(split))
+    (run / "dataset.json").write_text(
+        json.dumps({"images": 28, "counts": dict.fromkeys(CLASSES, 7)})
+    )
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "n_test": 4, "split": "fake"}))
+    return run, data
+
+
+def test_cli_bundle_from_a_run_fits_ood_and_classifier_on_its_training_images(tmp_path):
+    from typer.testing import CliRunner
+
+    from blastscan.cli import app
+
+    run, data = _fake_run(tmp_path)
+    out = tmp_path / "bundle"
+    args = ["bundle", str(run), "--out", str(out), "--data", str(data), "--classifier", "fine knn",
+            "--n-features", "8", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out)
+    assert bundle.classical.name == "Fine KNN" and len(bundle.classical.columns) == 8
+    assert bundle.ood.n_fit == 16 and bundle.ood.n_calibration == 8  # train fits, val calibrates
+    assert bundle.manifest["metrics"]["accuracy"] == 0.5
+    assert "data: 28 images" in (out / CARD).read_text()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_cli_bundle_without_data_has_no_ood_and_refuses_a_classifier(tmp_path):
+    from typer.testing import CliRunner
+
+    from blastscan.cli import app
+
+    run, _ = _fake_run(tmp_path)
+    ok = CliRunner().invoke(app, ["bundle", str(run), "--out", str(tmp_path / "b")])
+    assert ok.exit_code == 0 and load_bundle(tmp_path / "b").ood is None
+    refused = CliRunner().invoke(
+        app, ["bundle", str(run), "--out", str(tmp_path / "c"), "--classifier", "Fine KNN"]
+    )
+    assert refused.exit_code == 2 and "--data" in refused.output

@@ -200,7 +200,7 @@ def test_cli_predict_on_a_folder_that_is_not_a_bundle(tmp_path):
 
 
 @pytest.mark.dataset
-def test_real_smears_are_in_distribution_for_a_detector_fitted_on_real_smears():
+def test_a_detector_fitted_on_real_smears_flags_non_smears():
     """Real images: OOD fitted on real smears flags noise, flat colours and ramps."""
     if not REAL.is_dir():
         pytest.skip(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blastscan.data import stratified_group_split
+from blastscan.errors import BlastscanError
 from blastscan.evaluation import classification_metrics, wilson_interval
 from blastscan.selection import MRMR
 from blastscan.training import outer_fold_split
@@ -100,7 +102,12 @@ def test_mrmr_ranking_scores_and_support(data, estimator):
     finite_later[ranking[0]] = False
     assert (selector.redundancy_[finite_later] > 0).all()
     # get_support: the threshold rule, and the top-N rule
-    for threshold in (None, 0.0, 0.25, float(np.nanmax(np.where(infinite, np.nan, scores), initial=0))):
+    for threshold in (
+        None,
+        0.0,
+        0.25,
+        float(np.nanmax(np.where(infinite, np.nan, scores), initial=0)),
+    ):
         mask = selector.set_params(n_features=None, threshold=threshold).get_support()
         assert (mask == (scores > (threshold or 0.0))).all()
     for n_features in (1, m, m + 3):
@@ -124,8 +131,10 @@ def test_mrmr_is_deterministic_and_ignores_column_scale(data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 10**6).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
-       st.floats(0.5, 0.999))  # fmt: skip
+@given(
+    st.integers(1, 10**6).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+    st.floats(0.5, 0.999),
+)
 def test_wilson_interval_contains_the_estimate_and_stays_in_unit_range(kn, confidence):
     k, n = kn
     low, high = wilson_interval(k, n, confidence)
@@ -140,8 +149,16 @@ def test_wilson_interval_without_data_is_uninformative():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(2, 5).flatmap(lambda k: st.tuples(
-    st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=80))))  # fmt: skip
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: st.tuples(
+            st.just(k),
+            st.lists(
+                st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=80
+            ),
+        )
+    )
+)
 def test_classification_metrics_are_consistent(case):
     k, pairs = case
     y_true, y_pred = (np.array(v) for v in zip(*pairs, strict=True))
@@ -152,7 +169,9 @@ def test_classification_metrics_are_consistent(case):
     assert (cm.sum(axis=1) == np.bincount(y_true, minlength=k)).all()
     assert (cm.sum(axis=0) == np.bincount(y_pred, minlength=k)).all()
     assert math.isclose(m["accuracy"]["value"], float(np.mean(y_true == y_pred)))
-    proportions = [m["accuracy"]] + [m["per_class"][c][key] for c in names for key in ("precision", "recall", "accuracy")]
+    proportions = [m["accuracy"]] + [
+        m["per_class"][c][key] for c in names for key in ("precision", "recall", "accuracy")
+    ]
     for p in proportions:
         assert 0.0 <= p["low"] <= p["high"] <= 1.0
         assert p["low"] - EPS <= p["value"] <= p["high"] + EPS
@@ -185,22 +204,37 @@ def test_stratified_group_split_partitions_keeps_groups_and_proportions(data, te
 
 @BOUNDED
 @given(grouped_labels(min_groups=6), st.integers(2, 5), st.integers(0, 1000))
+@pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_outer_folds_partition_keep_groups_and_roughly_stratify(data, n_folds, seed):
     labels, groups = data
-    n_folds = min(n_folds, len(np.unique(groups)))
+    n_groups, largest_class = len(np.unique(groups)), int(np.bincount(labels).max())
+    if n_folds > min(n_groups, largest_class):  # scikit-learn would fail or leave a fold empty
+        with pytest.raises(BlastscanError, match="outer folds do not fit"):
+            outer_fold_split(labels, groups, n_folds, 0, seed)
+        return
+    largest_group = int(np.unique(groups, return_counts=True)[1].max())
     tests = []
     for fold in range(n_folds):
         train, test = outer_fold_split(labels, groups, n_folds, fold, seed)
         assert_partition(train, test, len(labels))
         assert_groups_not_split(train, test, groups)
         tests.append(test)
-    assert sorted(np.concatenate(tests).tolist()) == list(range(len(labels))), "folds cover each row once"
-    # roughly stratified: a class's share of a test fold is near its share of the data, up to
-    # the granularity of whole groups (sizes here <= 4)
+    assert sorted(np.concatenate(tests).tolist()) == list(range(len(labels))), (
+        "folds cover each row once"
+    )
+    # roughly stratified: each class's count in a test fold is its 1/n_folds share, give or
+    # take about one whole group (groups cannot be split)
     for test in tests:
         for cls in np.unique(labels):
             expected = np.sum(labels == cls) / n_folds
-            assert abs(np.sum(labels[test] == cls) - expected) <= 4 * max(2, expected)
+            assert abs(np.sum(labels[test] == cls) - expected) <= largest_group + 1
+
+
+def test_outer_folds_that_cannot_fit_are_a_clear_error():
+    labels, groups = np.repeat([0, 1], 3), np.arange(6)
+    for n_folds in (1, 4):
+        with pytest.raises(BlastscanError, match="use 2 to 3 folds"):
+            outer_fold_split(labels, groups, n_folds, 0, seed=0)
 
 
 @settings(max_examples=25, deadline=None)

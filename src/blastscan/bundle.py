@@ -83,6 +83,8 @@ class ClassicalHead:
         Z = (
             np.asarray(features, dtype=np.float64)[:, self.columns] - self.scaler_mean
         ) / self.scaler_scale
+        if len(Z) == 0:
+            return np.zeros((0, n_classes))
         try:
             proba = np.asarray(self.classifier.predict_proba(Z), dtype=np.float64)
         except (AttributeError, NotImplementedError):
@@ -527,7 +529,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"- {facts.get('data', DEFAULT_DATA)}",
         "",
         "## Protocol",
-        f"- {facts.get('protocol', _protocol(config))}",
+        f"- {facts.get('protocol', _protocol(config, manifest['training'].get('epochs')))}",
         f"- Measured: {measured}.",
         "",
         "## Out-of-distribution flag",
@@ -545,11 +547,17 @@ def model_card(manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _protocol(config: dict[str, Any]) -> str:
+def _protocol(config: dict[str, Any], epochs_done: int | None = None) -> str:
     if not config:
         return "Training protocol not recorded."
+    planned = config.get("epochs", "?")
+    epochs = (
+        f"{epochs_done} of {planned} planned epochs"
+        if epochs_done and epochs_done != planned
+        else f"{planned} epochs"
+    )
     return (
-        f"Recipe '{config.get('recipe', '?')}', {config.get('epochs', '?')} epochs, image size "
+        f"Recipe '{config.get('recipe', '?')}', {epochs}, image size "
         f"{config.get('image_size', '?')} px, seed {config.get('seed', '?')}; duplicate-aware "
         f"stratified split, {config.get('test_size', 0.3):.0%} held out for testing."
     )

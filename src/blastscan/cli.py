@@ -238,7 +238,7 @@ def reproduce(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Run directory for everything (resumable).")],
     quick: Annotated[bool, typer.Option("--quick", help="The same chain, small: a few minutes on a CPU.")] = False,
-    protocol: Annotated[list[str], typer.Option(help="paper, holdout, strict; repeat for several.")] = ["paper", "holdout"],  # noqa: B006
+    protocol: Annotated[list[str], typer.Option(help="paper, holdout, strict, group; repeat for several.")] = ["paper", "holdout"],  # noqa: B006
     recipe: Annotated[str, typer.Option(help="CNN training recipe: paper or fast.")] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Override the recipe's input size.")] = None,

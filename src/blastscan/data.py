@@ -417,3 +417,51 @@ def summary(dataset: Dataset) -> dict:
     }
 
 
+
+
+GROUP_STRATEGIES = ("blocks", "colour")
+
+
+def _file_number(path: str) -> int:
+    """The trailing number of a file name (WBC-Malignant-Pre-123.jpg -> 123), -1 if none."""
+    import re
+
+    match = re.search(r"(\d+)(?=\D*$)", Path(path).stem)
+    return int(match.group(1)) if match else -1
+
+
+def patient_proxy_groups(
+    paths: Sequence[str], labels: np.ndarray, strategy: str = "blocks", block_size: int = 37,
+    images: np.ndarray | None = None,
+) -> np.ndarray:
+    """Groups that stand in for patients, which the dataset does not record.
+
+    Images of one patient were captured in runs of consecutive file numbers with one stain and
+    light, so 'blocks' cuts each class's numbering into runs of `block_size` (3,256 images / 89
+    patients ~ 37), and 'colour' clusters each class's images by their mean and spread of RGB
+    into as many clusters as it would have blocks. Both are assumptions, not ground truth.
+    """
+    labels = np.asarray(labels)
+    groups = np.empty(len(labels), dtype=np.int64)
+    next_id = 0
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        n_groups = max(2, int(round(len(idx) / block_size)))
+        if strategy == "blocks":
+            numbers = np.array([_file_number(paths[i]) for i in idx])
+            rank = np.argsort(np.argsort(numbers, kind="stable"), kind="stable")
+            local = rank * n_groups // len(idx)
+        elif strategy == "colour":
+            if images is None:
+                raise BlastscanError("colour groups need the decoded images")
+            from sklearn.cluster import KMeans
+
+            pixels = images[idx].reshape(len(idx), -1, 3).astype(np.float32)
+            stats = np.concatenate([pixels.mean(1), pixels.std(1)], axis=1)
+            stats = (stats - stats.mean(0)) / (stats.std(0) + 1e-6)
+            local = KMeans(n_clusters=min(n_groups, len(idx)), n_init=4, random_state=0).fit_predict(stats)
+        else:
+            raise BlastscanError(f"unknown group strategy {strategy!r}; choose one of {GROUP_STRATEGIES}")
+        groups[idx] = next_id + local
+        next_id += int(local.max()) + 1
+    return groups

@@ -53,7 +53,7 @@ class ExportReport:
 def onnx_bytes(model: torch.nn.Module, image_size: int, opset: int = OPSET) -> tuple[bytes, str]:
     """Serialised ONNX model and the exporter that made it: torch.export (dynamo) first, then
     the TorchScript-based legacy exporter if dynamo fails on this torch version."""
-    wrapper = FeaturesAndLogits(model.cpu().float().eval()).eval()
+    wrapper = FeaturesAndLogits(cpu_copy(model)).eval()
     example = torch.rand(2, 3, image_size, image_size)
     names = {"input_names": ["input"], "output_names": ["features", "logits"]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +113,13 @@ def _export_legacy(wrapper, example, path: Path, opset: int, names: dict) -> Non
         )
 
 
+def cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A float32 CPU copy in eval mode: the bundle's model may live on a GPU for predict."""
+    import copy
+
+    return copy.deepcopy(model).cpu().float().eval()
+
+
 def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -160,7 +167,7 @@ def compare(model: torch.nn.Module, engine: OnnxEngine, images: np.ndarray) -> d
     """Max abs difference of ONNX Runtime vs eager float32 PyTorch on CPU, per output."""
     from blastscan.features import infer
 
-    reference = infer(model.cpu().float(), images, batch_size=16, device=torch.device("cpu"))
+    reference = infer(cpu_copy(model), images, batch_size=16, device=torch.device("cpu"))
     got = engine.infer(images, batch_size=16)
     return {
         "features": float(np.abs(reference.features - got.features).max()),

@@ -426,18 +426,32 @@ def results_table(run: PredictRun, limit: int = 50):
     from rich.table import Table
 
     table = Table(title=f"{len(run.rows)} image(s), {len(run.unreadable)} unreadable")
-    for name in ("file", "class", "probability", "head", "OOD"):
-        table.add_column(name, overflow="fold")
+    table.add_column("file", overflow="fold", ratio=3)
+    for name in ("class", "p", "head"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("OOD / reason", overflow="fold", ratio=2)
     for row in run.rows[:limit]:
         flag = (
-            "" if "ood" not in row else ("[red]out of distribution[/red]" if row["ood"] else "ok")
+            ""
+            if "ood" not in row
+            else ("[red]OOD[/red] " + row["ood_reason"] if row["ood"] else "ok")
         )
-        table.add_row(row["path"], row["predicted"], f"{row['probability']:.3f}", row["head"], flag)
+        head = "cnn" if row["head"] == HEAD_CNN else "clf"
+        table.add_row(
+            _short(row["path"]), row["predicted"], f"{row['probability']:.2f}", head, flag
+        )
     if len(run.rows) > limit:
         table.add_row(f"... {len(run.rows) - limit} more (see --out)", "", "", "", "")
     for path, reason in run.unreadable:
-        table.add_row(path, "[red]unreadable[/red]", "", "", reason)
+        table.add_row(_short(path), "[red]unreadable[/red]", "", "", reason)
+    table.caption = "head: clf = features+classifier, cnn = CNN softmax"
     return table
+
+
+def _short(path: str) -> str:
+    """Folder and file name: enough to find the image, short enough for a terminal."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
 # ---------------------------------------------------------------- synthetic images

@@ -30,6 +30,7 @@ from blastscan.models import darknet19
 log = logging.getLogger("blastscan.train")
 
 CHECKPOINT_FORMAT = "blastscan-checkpoint-1"
+RESTART = "train again into a new --out (or delete this run directory)"
 
 
 @dataclass
@@ -147,6 +148,13 @@ def outer_fold_split(labels, groups, n_folds: int, fold: int, seed: int) -> tupl
 
     if not 0 <= fold < n_folds:
         raise BlastscanError(f"outer fold {fold} is out of range for {n_folds} folds")
+    largest = int(np.unique(labels, return_counts=True)[1].max(initial=0))
+    n_groups = len(np.unique(groups))
+    if n_folds < 2 or n_folds > min(largest, n_groups):
+        raise BlastscanError(
+            f"{n_folds} outer folds do not fit {n_groups} duplicate groups, largest class "
+            f"{largest} images; use 2 to {max(2, min(largest, n_groups))} folds"
+        )
     cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     train, test = list(cv.split(np.zeros(len(labels)), labels, groups))[fold]
     return train, test
@@ -235,7 +243,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, meta: dict) -
 
 
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer=None, fix: str = "start again without --resume"
+    path: Path, model: torch.nn.Module, optimizer=None, fix: str = RESTART
 ) -> dict:
     """Restore model (and optimizer) from a checkpoint; returns its JSON metadata.
 
@@ -389,7 +397,11 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dis
     if resume:
         import json
 
-        config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        try:
+            config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            where = out / "config.json"
+            raise BlastscanError(f"{where}: missing or damaged ({exc}); {RESTART}") from exc
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
