@@ -7,6 +7,7 @@ batch 32), so the ratios hold even while other jobs load the machine.
 
 from __future__ import annotations
 
+import getpass
 import json
 import tempfile
 import warnings
@@ -60,6 +61,8 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
         }
         batches = {f"eager_nchw_b{base_b}": base_b, f"channels_last_b{var_b}": var_b}
         compile_note = ""
+        cache_dir = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+        cache_state = "warm" if cache_dir.is_dir() else "cold"
         if cfg.compile and size == cfg.compile_size:
             name = f"channels_last_compile_b{var_b}"
             model = _model(True)
@@ -68,7 +71,10 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
             try:
                 seconds, _ = timed(step)
                 variants[name], batches[name] = step, var_b
-                compile_note = f"first compiled step (compile + 1 step) {seconds:.0f} s"
+                compile_note = (
+                    f"first compiled step (compile + 1 step) {seconds:.0f} s, "
+                    f"{cache_state} inductor cache ({cache_dir})"
+                )
                 log(f"  train {size}px: {compile_note}")
             except Exception as exc:  # inductor needs a C++ toolchain; report, don't fail the run
                 compile_note = f"torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}"

@@ -90,8 +90,20 @@ def rate_result(
     if flops_per_item and matmul_flops:
         floor = matmul_flops / flops_per_item  # items/s if every FLOP ran at the matmul rate
         floor_ratio = value / floor
+    extra = {"flops_per_item": flops_per_item} if flops_per_item else {}
     return Result(
-        name, measured, value, unit, baseline, base, ratio, floor, floor_ratio, list(seconds), notes
+        name,
+        measured,
+        value,
+        unit,
+        baseline,
+        base,
+        ratio,
+        floor,
+        floor_ratio,
+        list(seconds),
+        notes,
+        extra,
     )
 
 
@@ -119,6 +131,15 @@ def time_result(
         list(seconds),
         notes,
     )
+
+
+def refloor(results: Sequence[Result], matmul_flops: float) -> None:
+    """Recompute every floor with a (better) matmul rate, e.g. the best of start and end."""
+    for r in results:
+        per_item = r.extra.get("flops_per_item")
+        if per_item:
+            r.floor_value = matmul_flops / per_item
+            r.ratio_vs_floor = r.value / r.floor_value
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

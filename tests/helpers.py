@@ -10,7 +10,9 @@ from PIL import Image
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "all-idb-taleqani"
 
 
-def make_image_folder(root: Path, classes=("Benign", "Early", "Pre", "Pro"), per_class=6, size=32, seed=0) -> Path:
+def make_image_folder(
+    root: Path, classes=("Benign", "Early", "Pre", "Pro"), per_class=6, size=32, seed=0
+) -> Path:
     """One folder per class of small synthetic 'smears': each class has its own colour blob."""
     rng = np.random.default_rng(seed)
     for label, name in enumerate(classes):

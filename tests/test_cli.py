@@ -19,14 +19,23 @@ def test_every_command_has_help(command: str):
 
 def test_train_help_lists_defaults():
     out = runner.invoke(app, ["train", "--help"], terminal_width=250, env={"COLUMNS": "250"}).output
-    for option, default in [("--epochs", "30"), ("--batch-size", "128"), ("--lr", "0.01"),
-                            ("--image-size", "224"), ("--seed", "0"), ("--pretrained", ""), ("--resume", "")]:  # fmt: skip
+    for option, default in [
+        ("--epochs", "30"),
+        ("--batch-size", "128"),
+        ("--lr", "0.01"),
+        ("--image-size", "224"),
+        ("--seed", "0"),
+        ("--pretrained", ""),
+        ("--resume", ""),
+    ]:
         assert option in out
         assert default in out
 
 
 def test_bad_data_folder_is_one_line_and_exit_2(tmp_path: Path):
-    result = runner.invoke(app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "no such folder" in result.output
@@ -42,13 +51,30 @@ def test_corrupt_features_file_is_a_clear_error(tmp_path: Path):
 @pytest.mark.slow
 def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["reproduce", "--data", str(real_data), "--out", str(out), "--quick",
-                                 "--quiet", "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "reproduce",
+            "--data",
+            str(real_data),
+            "--out",
+            str(out),
+            "--quick",
+            "--quiet",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["protocols"]) == {"paper", "holdout"}
     paper = metrics["protocols"]["paper"]["classical"]
-    assert set(paper["presets"]) == {"Cubic SVM", "Wide Neural Network", "Fine KNN", "Gaussian Naive Bayes"}
+    assert set(paper["presets"]) == {
+        "Cubic SVM",
+        "Wide Neural Network",
+        "Fine KNN",
+        "Gaussian Naive Bayes",
+    }
     accuracy = paper["presets"]["Cubic SVM"]["feature_sets"]["all"]["metrics"]["accuracy"]["value"]
     assert accuracy > 0.4, "a trained CNN's features must beat chance (0.25) by far"
     report = (out / "report.md").read_text()

@@ -3,11 +3,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_image_folder
 from PIL import Image
 
 from blastscan import data as D
 from blastscan.errors import BlastscanError
-from helpers import make_image_folder
 
 
 def test_discovers_kaggle_layout_in_kaggle_order(tmp_path: Path):
@@ -77,7 +77,9 @@ def test_near_duplicates_are_grouped(tmp_path: Path):
     make_image_folder(tmp_path, classes=("a", "b"), per_class=4, size=32)
     original = tmp_path / "a" / "img-000.png"
     pixels = np.asarray(Image.open(original)).astype(int)
-    Image.fromarray(np.clip(pixels + 2, 0, 255).astype(np.uint8)).save(tmp_path / "a" / "img-000b.png")
+    Image.fromarray(np.clip(pixels + 2, 0, 255).astype(np.uint8)).save(
+        tmp_path / "a" / "img-000b.png"
+    )
     (tmp_path / "b" / "copy.png").write_bytes((tmp_path / "b" / "img-001.png").read_bytes())
     ds = D.scan_dataset(tmp_path)
     groups = D.duplicate_groups(ds, D.load_images(ds, 32, tmp_path / "c"))

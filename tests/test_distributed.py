@@ -27,8 +27,23 @@ def test_two_process_training_matches_one_process(tmp_path: Path):
         pytest.skip("torchrun not installed beside this Python")
     data = make_image_folder(tmp_path / "data", per_class=12)
     common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), *ARGS]
-    run([sys.executable, "-m", "blastscan", "train", "--out", str(tmp_path / "one"), *common], tmp_path)
-    log = run([str(torchrun), "--nproc-per-node=2", "-m", "blastscan", "train", "--out", str(tmp_path / "two"), *common], tmp_path)
+    run(
+        [sys.executable, "-m", "blastscan", "train", "--out", str(tmp_path / "one"), *common],
+        tmp_path,
+    )
+    log = run(
+        [
+            str(torchrun),
+            "--nproc-per-node=2",
+            "-m",
+            "blastscan",
+            "train",
+            "--out",
+            str(tmp_path / "two"),
+            *common,
+        ],
+        tmp_path,
+    )
     checksums = re.findall(r"rank (\d) weights checksum (\S+)", log)
     assert sorted(r for r, _ in checksums) == ["0", "1"] and checksums[0][1] == checksums[1][1]
 

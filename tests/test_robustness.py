@@ -178,6 +178,7 @@ def test_run_robustness_on_a_run_directory(image_folder, tmp_path):
         run, image_folder, out, cache_dir=tmp_path / "cache", perturbations=grid
     )
     assert result["n"] == len(test) and result["classes"] == dataset.display_names
+    assert result["checkpoint"] == "final" and result["epochs_trained"] == 1
     saved = json.loads((out / "robustness.json").read_text())
     assert saved["perturbations"]["jpeg"]["points"][0]["strength"] == 50.0
     assert (out / "figures" / "robustness.png").is_file() and (out / "robustness.md").is_file()

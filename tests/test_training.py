@@ -12,7 +12,9 @@ from blastscan import training as T
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
 
-TINY = T.TrainConfig(epochs=3, batch_size=8, lr=0.01, image_size=32, val_fraction=0.2, test_size=0.25)
+TINY = T.TrainConfig(
+    epochs=3, batch_size=8, lr=0.01, image_size=32, val_fraction=0.2, test_size=0.25
+)
 
 
 def test_tiny_overfit():
@@ -43,18 +45,33 @@ def test_schedules():
 
 
 def test_run_directory_is_complete(image_folder: Path, tmp_path: Path):
-    result = T.train(image_folder, tmp_path / "run", TINY, cache_dir=tmp_path / "cache", show_progress=False)
+    result = T.train(
+        image_folder, tmp_path / "run", TINY, cache_dir=tmp_path / "cache", show_progress=False
+    )
     run = result.run_dir
-    for name in ("config.json", "manifest.csv", "split.json", "history.csv", "history.json",
-                 "metrics.json", "train.log", "figures/accuracy.png", "figures/loss.png",
-                 "checkpoints/last.safetensors", "checkpoints/final.safetensors", "checkpoints/best.json"):  # fmt: skip
+    for name in (
+        "config.json",
+        "manifest.csv",
+        "split.json",
+        "history.csv",
+        "history.json",
+        "metrics.json",
+        "train.log",
+        "figures/accuracy.png",
+        "figures/loss.png",
+        "checkpoints/last.safetensors",
+        "checkpoints/final.safetensors",
+        "checkpoints/best.json",
+    ):
         assert (run / name).is_file(), name
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.sum(metrics["confusion_matrix"]) == metrics["n_test"] > 0
     split = json.loads((run / "split.json").read_text())
-    assert set(split["train"]).isdisjoint(split["test"]) and set(split["val"]).isdisjoint(split["test"])
+    assert set(split["train"]).isdisjoint(split["test"]) and set(split["val"]).isdisjoint(
+        split["test"]
+    )
     assert not list(image_folder.rglob("*.npy")), "nothing may be written into the dataset"
     meta = json.loads((run / "checkpoints" / "final.json").read_text())
     assert meta["classes"] == ["Benign", "Early", "Pre", "Pro"] and meta["image_size"] == 32
@@ -62,7 +79,9 @@ def test_run_directory_is_complete(image_folder: Path, tmp_path: Path):
         T.train(image_folder, run, TINY, cache_dir=tmp_path / "cache", show_progress=False)
 
 
-def test_resume_after_interruption_gives_the_same_result(image_folder: Path, tmp_path: Path, monkeypatch):
+def test_resume_after_interruption_gives_the_same_result(
+    image_folder: Path, tmp_path: Path, monkeypatch
+):
     config = replace(TINY, schedule="onecycle", color_jitter=0.2)
     T.train(image_folder, tmp_path / "whole", config, cache_dir=tmp_path / "c", show_progress=False)
 
@@ -76,10 +95,19 @@ def test_resume_after_interruption_gives_the_same_result(image_folder: Path, tmp
 
     monkeypatch.setattr(T, "train_one_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        T.train(image_folder, tmp_path / "cut", config, cache_dir=tmp_path / "c", show_progress=False)
+        T.train(
+            image_folder, tmp_path / "cut", config, cache_dir=tmp_path / "c", show_progress=False
+        )
     assert json.loads((tmp_path / "cut" / "checkpoints" / "last.json").read_text())["epoch"] == 0
     monkeypatch.setattr(T, "train_one_epoch", real_epoch)
-    T.train(image_folder, tmp_path / "cut", config, resume=True, cache_dir=tmp_path / "c", show_progress=False)
+    T.train(
+        image_folder,
+        tmp_path / "cut",
+        config,
+        resume=True,
+        cache_dir=tmp_path / "c",
+        show_progress=False,
+    )
 
     a = load_file(str(tmp_path / "whole" / "checkpoints" / "final.safetensors"))
     b = load_file(str(tmp_path / "cut" / "checkpoints" / "final.safetensors"))
@@ -99,8 +127,17 @@ def test_outer_folds_partition_the_data():
 
 @pytest.mark.slow
 def test_end_to_end_on_a_real_subset(real_data: Path, tmp_path: Path):
-    config = replace(T.recipe_config("fast"), epochs=2, image_size=64, batch_size=16, max_per_class=20, val_fraction=0.0)
-    result = T.train(real_data, tmp_path / "run", config, cache_dir=tmp_path / "c", show_progress=False)
+    config = replace(
+        T.recipe_config("fast"),
+        epochs=2,
+        image_size=64,
+        batch_size=16,
+        max_per_class=20,
+        val_fraction=0.0,
+    )
+    result = T.train(
+        real_data, tmp_path / "run", config, cache_dir=tmp_path / "c", show_progress=False
+    )
     assert result.test_metrics["n_test"] == 24
     assert 0.0 <= result.test_metrics["accuracy"] <= 1.0
     assert len(result.history) == 2 and result.history[-1]["train_loss"] < 10

@@ -65,7 +65,9 @@ def _skipped_files_on_stderr():
         logger.propagate = propagate
 
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (Kaggle layout or one folder per class).")]
+DataOpt = Annotated[
+    Path, typer.Option("--data", help="Dataset folder (Kaggle layout or one folder per class).")
+]
 
 
 # ---------------------------------------------------------------- train
@@ -76,23 +78,74 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (Kaggle la
 def train(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
-    recipe: Annotated[str, typer.Option(help="'paper' (Table 1 of the paper) or 'fast' (one-cycle, progressive resizing).")] = "paper",
-    epochs: Annotated[int | None, typer.Option(help="Epochs.", show_default="30 (paper), 14 (fast)", min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.", show_default="128 (paper), 64 (fast)", min=2)] = None,
-    lr: Annotated[float | None, typer.Option(help="Initial (paper) or peak (fast) learning rate.", show_default="0.01 (paper), 0.05 (fast)")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input size in px; 256 is what MATLAB's darknet19 takes.", show_default="224 (paper), 128 (fast)", min=32)] = None,
-    color_jitter: Annotated[float | None, typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0")] = None,
-    pretrained: Annotated[Path | None, typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch.")] = None,
+    recipe: Annotated[
+        str,
+        typer.Option(
+            help="'paper' (Table 1 of the paper) or 'fast' (one-cycle, progressive resizing)."
+        ),
+    ] = "paper",
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs.", show_default="30 (paper), 14 (fast)", min=1)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Mini-batch size.", show_default="128 (paper), 64 (fast)", min=2),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Initial (paper) or peak (fast) learning rate.",
+            show_default="0.01 (paper), 0.05 (fast)",
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Input size in px; 256 is what MATLAB's darknet19 takes.",
+            show_default="224 (paper), 128 (fast)",
+            min=32,
+        ),
+    ] = None,
+    color_jitter: Annotated[
+        float | None,
+        typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0"),
+    ] = None,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling and augmentation.")] = 0,
-    variant: Annotated[str, typer.Option(help="Original or Segmented, in the Kaggle layout.")] = "Original",
-    val_fraction: Annotated[float, typer.Option(help="Part of the 70% held out to pick the 'best' checkpoint.")] = 0.1,
-    outer_folds: Annotated[int, typer.Option(help="If > 0, hold out one fold of a stratified group K-fold instead of 30%.")] = 0,
+    variant: Annotated[
+        str, typer.Option(help="Original or Segmented, in the Kaggle layout.")
+    ] = "Original",
+    val_fraction: Annotated[
+        float, typer.Option(help="Part of the 70% held out to pick the 'best' checkpoint.")
+    ] = 0.1,
+    outer_folds: Annotated[
+        int,
+        typer.Option(help="If > 0, hold out one fold of a stratified group K-fold instead of 30%."),
+    ] = 0,
     outer_fold: Annotated[int, typer.Option(help="Which outer fold to hold out (0-based).")] = 0,
-    max_per_class: Annotated[int | None, typer.Option(help="Use at most this many images per class (quick runs).")] = None,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.", show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
+    max_per_class: Annotated[
+        int | None, typer.Option(help="Use at most this many images per class (quick runs).")
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")
+    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu"),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where decoded images are cached.",
+            show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune DarkNet-19 and write a run directory (config, history, figures, checkpoints, metrics)."""
@@ -100,12 +153,25 @@ def train(
     from blastscan.training import train as run_training
 
     config = recipe_config(
-        recipe, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-        color_jitter=color_jitter, pretrained=str(pretrained) if pretrained else None, seed=seed,
-        variant=variant, val_fraction=val_fraction, max_per_class=max_per_class, compile=compile,
-        device=device, outer_folds=outer_folds, outer_fold=outer_fold,
-    )  # fmt: skip
-    result = run_training(data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet)
+        recipe,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        image_size=image_size,
+        color_jitter=color_jitter,
+        pretrained=str(pretrained) if pretrained else None,
+        seed=seed,
+        variant=variant,
+        val_fraction=val_fraction,
+        max_per_class=max_per_class,
+        compile=compile,
+        device=device,
+        outer_folds=outer_folds,
+        outer_fold=outer_fold,
+    )
+    result = run_training(
+        data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet
+    )
     m = result.test_metrics
     if not m:  # a torchrun worker other than rank 0: rank 0 reports
         return
@@ -121,12 +187,18 @@ def train(
 @app.command()
 @friendly_errors
 def extract(
-    model: Annotated[Path, typer.Option("--model", help="Training run directory (or a checkpoint).")],
+    model: Annotated[
+        Path, typer.Option("--model", help="Training run directory (or a checkpoint).")
+    ],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Features file to write (.npz).")],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
-    variant: Annotated[str, typer.Option(help="Original or Segmented, in the Kaggle layout.")] = "Original",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda ...", show_default="cuda if present, else cpu")] = None,
+    variant: Annotated[
+        str, typer.Option(help="Original or Segmented, in the Kaggle layout.")
+    ] = "Original",
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda ...", show_default="cuda if present, else cpu")
+    ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -146,11 +218,21 @@ FeaturesArg = Annotated[Path, typer.Argument(help="Features file written by 'bla
 @friendly_errors
 def select(
     features: FeaturesArg,
-    out: Annotated[Path, typer.Option("--out", help="JSON file for ranking, scores and the kept features.")],
-    threshold: Annotated[float | None, typer.Option(help="Keep features scoring above this (paper: 0.25).")] = 0.25,
-    n_features: Annotated[int | None, typer.Option(help="Keep the top N instead of a threshold.", min=1)] = None,
-    estimator: Annotated[str, typer.Option(help="Mutual information estimator: adaptive (fscmrmr's) or plugin.")] = "adaptive",
-    figure: Annotated[Path | None, typer.Option(help="Also draw the sorted scores (paper's Figure 5) here.")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="JSON file for ranking, scores and the kept features.")
+    ],
+    threshold: Annotated[
+        float | None, typer.Option(help="Keep features scoring above this (paper: 0.25).")
+    ] = 0.25,
+    n_features: Annotated[
+        int | None, typer.Option(help="Keep the top N instead of a threshold.", min=1)
+    ] = None,
+    estimator: Annotated[
+        str, typer.Option(help="Mutual information estimator: adaptive (fscmrmr's) or plugin.")
+    ] = "adaptive",
+    figure: Annotated[
+        Path | None, typer.Option(help="Also draw the sorted scores (paper's Figure 5) here.")
+    ] = None,
 ) -> None:
     """Rank deep features with mRMR (MATLAB fscmrmr's algorithm) and keep the best."""
     import time
@@ -160,18 +242,30 @@ def select(
     from blastscan.selection import ESTIMATORS, MRMR, plot_mrmr_scores
 
     if estimator not in ESTIMATORS:
-        raise BlastscanError(f"unknown --estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        raise BlastscanError(
+            f"unknown --estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
+        )
     data = load_features(features)
     start = time.perf_counter()
-    selector = MRMR(threshold=None if n_features else threshold, n_features=n_features, estimator=estimator)
+    selector = MRMR(
+        threshold=None if n_features else threshold, n_features=n_features, estimator=estimator
+    )
     selector.fit(data["X"].astype("float64"), data["y"])
     kept = selector.get_support(indices=True)
     scores = [s if s == s and abs(s) != float("inf") else str(s) for s in selector.scores_.tolist()]
-    atomic_write_json(out, {
-        "features": str(features), "estimator": estimator, "threshold": threshold, "n_features": n_features,
-        "selected": kept.tolist(), "ranking": selector.ranking_.tolist(), "scores": scores,
-        "seconds": time.perf_counter() - start,
-    })  # fmt: skip
+    atomic_write_json(
+        out,
+        {
+            "features": str(features),
+            "estimator": estimator,
+            "threshold": threshold,
+            "n_features": n_features,
+            "selected": kept.tolist(),
+            "ranking": selector.ranking_.tolist(),
+            "scores": scores,
+            "seconds": time.perf_counter() - start,
+        },
+    )
     if figure:
         plot_mrmr_scores(selector.scores_, threshold or 0.0, figure)
     typer.echo(f"kept {len(kept)} of {data['X'].shape[1]} features; written to {out}")
@@ -182,8 +276,16 @@ def select(
 def evaluate(
     features: FeaturesArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json and the report.")],
-    protocol: Annotated[str, typer.Option(help="paper: mRMR on all data before CV (as published); in-fold: mRMR inside each fold.")] = "paper",
-    presets: Annotated[list[str] | None, typer.Option("--preset", help="Classifier preset(s); 'all' for every preset.")] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="paper: mRMR on all data before CV (as published); in-fold: mRMR inside each fold."
+        ),
+    ] = "paper",
+    presets: Annotated[
+        list[str] | None,
+        typer.Option("--preset", help="Classifier preset(s); 'all' for every preset."),
+    ] = None,
     threshold: Annotated[float, typer.Option(help="mRMR score threshold.")] = 0.25,
     folds: Annotated[int, typer.Option(help="Cross-validation folds.", min=2)] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
@@ -205,26 +307,51 @@ def evaluate(
     X, y = data["X"].astype(np.float64), data["y"]
     largest = int(np.bincount(y).max())
     if folds > largest:
-        raise BlastscanError(f"{features}: --folds {folds} is more than the {largest} images of the "
-                             f"largest class; use --folds {largest} or fewer")  # fmt: skip
-    names = list(data["display_names"]) if "display_names" in data else [str(c) for c in np.unique(y)]
+        raise BlastscanError(
+            f"{features}: --folds {folds} is more than the {largest} images of the "
+            f"largest class; use --folds {largest} or fewer"
+        )
+    names = (
+        list(data["display_names"]) if "display_names" in data else [str(c) for c in np.unique(y)]
+    )
     chosen = list(PRESETS) if presets and "all" in presets else presets
     if protocol == "paper":
-        block, _ = paper_protocol(X, y, names, presets=chosen, threshold=threshold, n_splits=folds, seed=seed)
+        block, _ = paper_protocol(
+            X, y, names, presets=chosen, threshold=threshold, n_splits=folds, seed=seed
+        )
     elif protocol == "in-fold":
-        classical = evaluate_feature_sets(X, y, names, chosen, selector_factory=lambda: MRMR(threshold=threshold), n_splits=folds, seed=seed)
-        block = {"title": "Features file, mRMR inside each fold", "classical": classical,
-                 "leakage": {"cnn_train_images_in_test_folds": True, "selection_fitted_on_all_data": False},
-                 "selection": {"method": "mRMR", "threshold": threshold}}  # fmt: skip
+        classical = evaluate_feature_sets(
+            X,
+            y,
+            names,
+            chosen,
+            selector_factory=lambda: MRMR(threshold=threshold),
+            n_splits=folds,
+            seed=seed,
+        )
+        block = {
+            "title": "Features file, mRMR inside each fold",
+            "classical": classical,
+            "leakage": {
+                "cnn_train_images_in_test_folds": True,
+                "selection_fitted_on_all_data": False,
+            },
+            "selection": {"method": "mRMR", "threshold": threshold},
+        }
     else:
         raise BlastscanError(f"unknown protocol {protocol!r}; use paper or in-fold")
-    metrics = {"schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "dataset": {"name": str(features), "n_images": int(len(y)), "class_names": names},
-               "protocols": {protocol: block}}  # fmt: skip
+    metrics = {
+        "schema_version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": {"name": str(features), "n_images": int(len(y)), "class_names": names},
+        "protocols": {protocol: block},
+    }
     atomic_write_json(Path(out) / "metrics.json", metrics)
     write_report(Path(out), metrics, {})
     for name, entry in block["classical"]["presets"].items():
-        accs = {k: f"{v['metrics']['accuracy']['value']:.4f}" for k, v in entry["feature_sets"].items()}
+        accs = {
+            k: f"{v['metrics']['accuracy']['value']:.4f}" for k, v in entry["feature_sets"].items()
+        }
         typer.echo(f"{name:32s} {accs}")
     typer.echo(f"report: {Path(out) / 'report.md'}")
 
@@ -237,18 +364,42 @@ def evaluate(
 def reproduce(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Run directory for everything (resumable).")],
-    quick: Annotated[bool, typer.Option("--quick", help="The same chain, small: a few minutes on a CPU.")] = False,
-    protocol: Annotated[list[str], typer.Option(help="paper, holdout, strict, group; repeat for several.")] = ["paper", "holdout"],  # noqa: B006
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The same chain, small: a few minutes on a CPU.")
+    ] = False,
+    protocol: Annotated[
+        list[str], typer.Option(help="paper, holdout, strict, group; repeat for several.")
+    ] = ["paper", "holdout"],  # noqa: B006
     recipe: Annotated[str, typer.Option(help="CNN training recipe: paper or fast.")] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Override the recipe's input size.")] = None,
-    presets: Annotated[list[str] | None, typer.Option("--preset", help="Classifier preset(s); default: the paper's SVM/ANN/KNN/Naive Bayes rows.")] = None,
-    threshold: Annotated[float, typer.Option(help="Keep features with mRMR score above this.")] = 0.25,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds of the paper protocol.", min=2)] = 10,
-    strict_folds: Annotated[int, typer.Option(help="Outer folds (one CNN each) of the strict protocol.", min=2)] = 5,
-    cnn: Annotated[Path | None, typer.Option(help="Reuse this training run instead of training a CNN.")] = None,
-    features: Annotated[Path | None, typer.Option(help="Reuse this features file instead of extracting.")] = None,
-    strict_dir: Annotated[Path | None, typer.Option(help="Reuse fold{k}/ runs and fold{k}.npz features from here.")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Override the recipe's input size.")
+    ] = None,
+    presets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--preset",
+            help="Classifier preset(s); default: the paper's SVM/ANN/KNN/Naive Bayes rows.",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Keep features with mRMR score above this.")
+    ] = 0.25,
+    folds: Annotated[
+        int, typer.Option(help="Cross-validation folds of the paper protocol.", min=2)
+    ] = 10,
+    strict_folds: Annotated[
+        int, typer.Option(help="Outer folds (one CNN each) of the strict protocol.", min=2)
+    ] = 5,
+    cnn: Annotated[
+        Path | None, typer.Option(help="Reuse this training run instead of training a CNN.")
+    ] = None,
+    features: Annotated[
+        Path | None, typer.Option(help="Reuse this features file instead of extracting.")
+    ] = None,
+    strict_dir: Annotated[
+        Path | None, typer.Option(help="Reuse fold{k}/ runs and fold{k}.npz features from here.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits and training.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
@@ -262,17 +413,32 @@ def reproduce(
     from blastscan.training import recipe_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    kwargs = dict(protocols=tuple(protocol), presets=presets or None, threshold=threshold, seed=seed)
+    kwargs = dict(
+        protocols=tuple(protocol), presets=presets or None, threshold=threshold, seed=seed
+    )
     if quick:
         options = quick_options(**kwargs)
     else:
         config = recipe_config(recipe, epochs=epochs, image_size=image_size, seed=seed)
-        options = ReproduceOptions(n_splits=folds, strict_folds=strict_folds, train_config=config, **kwargs)
+        options = ReproduceOptions(
+            n_splits=folds, strict_folds=strict_folds, train_config=config, **kwargs
+        )
     if quick and (epochs or image_size):
-        options.train_config = replace(options.train_config, epochs=epochs or options.train_config.epochs,
-                                       image_size=image_size or options.train_config.image_size)  # fmt: skip
-    run_dir = run(data, out, options, cnn_dir=cnn, features_path=features, cache_dir=cache_dir,
-                  show_progress=not quiet, strict_dir=strict_dir)  # fmt: skip
+        options.train_config = replace(
+            options.train_config,
+            epochs=epochs or options.train_config.epochs,
+            image_size=image_size or options.train_config.image_size,
+        )
+    run_dir = run(
+        data,
+        out,
+        options,
+        cnn_dir=cnn,
+        features_path=features,
+        cache_dir=cache_dir,
+        show_progress=not quiet,
+        strict_dir=strict_dir,
+    )
     typer.echo(f"report: {run_dir / 'report.html'}  metrics: {run_dir / 'metrics.json'}")
 
 
@@ -284,23 +450,51 @@ def reproduce(
 def bundle_cmd(
     run: Annotated[Path, typer.Argument(help="Training run directory.")],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to create.")],
-    data: Annotated[Path | None, typer.Option("--data", help="The run's dataset: fits the OOD detector (and --classifier) on its training images.")] = None,
-    classifier: Annotated[str | None, typer.Option(help="Add a features+classifier head, e.g. 'Cubic SVM' (needs --data).")] = None,
-    n_features: Annotated[int | None, typer.Option(help="mRMR features kept for the classifier.", show_default="score > 0.25")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="The run's dataset: fits the OOD detector (and --classifier) on its training images.",
+        ),
+    ] = None,
+    classifier: Annotated[
+        str | None,
+        typer.Option(help="Add a features+classifier head, e.g. 'Cubic SVM' (needs --data)."),
+    ] = None,
+    n_features: Annotated[
+        int | None,
+        typer.Option(help="mRMR features kept for the classifier.", show_default="score > 0.25"),
+    ] = None,
     checkpoint: Annotated[str, typer.Option(help="final, last or best.")] = "final",
-    max_per_class: Annotated[int, typer.Option(help="Training images per class used for OOD and classifier fitting (0 = all).")] = 200,
-    quantile: Annotated[float, typer.Option(help="OOD threshold: this quantile of held-out distances.")] = 0.99,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle.")] = False,
+    max_per_class: Annotated[
+        int,
+        typer.Option(
+            help="Training images per class used for OOD and classifier fitting (0 = all)."
+        ),
+    ] = 200,
+    quantile: Annotated[
+        float, typer.Option(help="OOD threshold: this quantile of held-out distances.")
+    ] = 0.99,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing bundle.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Package a trained run as a model bundle (weights, bundle.json, model card, OOD, classifier)."""
     from blastscan.bundle import bundle_from_run
 
     path = bundle_from_run(
-        run, out, data, which=checkpoint, classifier=classifier, n_features=n_features,
-        max_per_class=max_per_class or None, quantile=quantile, overwrite=overwrite,
+        run,
+        out,
+        data,
+        which=checkpoint,
+        classifier=classifier,
+        n_features=n_features,
+        max_per_class=max_per_class or None,
+        quantile=quantile,
+        overwrite=overwrite,
         show_progress=not quiet,
-    )  # fmt: skip
+    )
     typer.echo(f"bundle written to {path}")
 
 
@@ -308,10 +502,18 @@ def bundle_cmd(
 @friendly_errors
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write results to FILE.csv or FILE.json.")] = None,
-    engine: Annotated[str, typer.Option(help="torch or onnx (after blastscan export --onnx).")] = "torch",
-    head: Annotated[str, typer.Option(help="auto (classifier if bundled, else CNN), cnn or classical.")] = "auto",
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write results to FILE.csv or FILE.json.")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="torch or onnx (after blastscan export --onnx).")
+    ] = "torch",
+    head: Annotated[
+        str, typer.Option(help="auto (classifier if bundled, else CNN), cnn or classical.")
+    ] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
 ) -> None:
@@ -326,16 +528,23 @@ def predict(
     with progress_bar(not quiet) as bar:
         task = bar.add_task("predict", total=None)
         run = predict_files(
-            loaded, images, batch_size, engine, head,
-            on_progress=lambda n: bar.advance(task, n), on_total=lambda n: bar.update(task, total=n),
-        )  # fmt: skip
+            loaded,
+            images,
+            batch_size,
+            engine,
+            head,
+            on_progress=lambda n: bar.advance(task, n),
+            on_total=lambda n: bar.update(task, total=n),
+        )
     if not quiet:
         Console().print(results_table(run))
     if out:
         write_results(out, run, loaded)
     rate = len(run.rows) / run.seconds if run.seconds else 0.0
-    typer.echo(f"{len(run.rows)} predicted, {len(run.unreadable)} unreadable, {rate:.1f} images/s"
-               + (f"; results in {out}" if out else ""))  # fmt: skip
+    typer.echo(
+        f"{len(run.rows)} predicted, {len(run.unreadable)} unreadable, {rate:.1f} images/s"
+        + (f"; results in {out}" if out else "")
+    )
     if not run.rows and run.unreadable:
         raise BlastscanError("no readable image among the inputs; see the list above")
 
@@ -346,7 +555,9 @@ def explain(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG overlays and figures.")],
-    target: Annotated[str | None, typer.Option(help="Class to explain (default: the predicted one).")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Class to explain (default: the predicted one).")
+    ] = None,
 ) -> None:
     """Grad-CAM heat maps: an overlay and an original | heat map | overlay figure per image."""
     from blastscan.explain import explain_files
@@ -366,8 +577,17 @@ def explain(
 @friendly_errors
 def export(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export the CNN (features, logits) to model.onnx.")] = False,
-    images: Annotated[list[Path] | None, typer.Option("--image", help="Images to check the export on (repeatable).", show_default="synthetic smear-like images")] = None,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Export the CNN (features, logits) to model.onnx.")
+    ] = False,
+    images: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--image",
+            help="Images to check the export on (repeatable).",
+            show_default="synthetic smear-like images",
+        ),
+    ] = None,
 ) -> None:
     """Export the bundle's CNN to ONNX, checked against PyTorch, and record it in bundle.json."""
     from blastscan.export import export_onnx

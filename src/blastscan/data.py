@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write, atomic_write_text
+from blastscan.io import atomic_save_npy, atomic_write, atomic_write_text
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # Kaggle folder name -> the name the paper and the report use.
@@ -200,7 +200,9 @@ def _describe(path: Path, label: int, class_name: str) -> Sample | tuple[str, st
     return Sample(str(path), label, class_name, digest, image.width, image.height)
 
 
-def scan_dataset(data_dir: str | Path, variant: str = "Original", workers: int | None = None) -> Dataset:
+def scan_dataset(
+    data_dir: str | Path, variant: str = "Original", workers: int | None = None
+) -> Dataset:
     """Find every image, hash it and check it decodes; unreadable files are skipped and listed."""
     class_root = resolve_class_root(data_dir, variant)
     classes = discover_classes(class_root)
@@ -247,7 +249,9 @@ def load_images(
     size can never be served stale pixels. Cache files are plain .npy (no pickle).
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = hashlib.sha256(f"{dataset.manifest_digest()}:{size}:bilinear-v1".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{dataset.manifest_digest()}:{size}:bilinear-v1".encode()).hexdigest()[
+        :24
+    ]
     cache_file = cache_dir / f"images-{size}px-{key}.npy"
     if cache_file.is_file():
         try:
@@ -260,7 +264,7 @@ def load_images(
         arrays = list(pool.map(lambda s: load_image_array(s.path, size), dataset.samples))
     array = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
     try:
-        atomic_write(cache_file, lambda tmp: np.save(open(tmp, "wb"), array, allow_pickle=False))
+        atomic_save_npy(cache_file, array)
     except OSError as exc:
         warnings.warn(f"could not write image cache {cache_file}: {exc}", stacklevel=2)
     return array
@@ -292,7 +296,9 @@ def near_duplicate_pairs(images: np.ndarray, threshold: float = 0.98) -> np.ndar
     return np.stack([i, j], axis=1)
 
 
-def duplicate_groups(dataset: Dataset, images: np.ndarray | None = None, threshold: float = 0.98) -> np.ndarray:
+def duplicate_groups(
+    dataset: Dataset, images: np.ndarray | None = None, threshold: float = 0.98
+) -> np.ndarray:
     """Group id per sample: exact duplicates, and near-duplicates when the pixels are given.
 
     Groups are the connected components of the 'duplicate of' graph, so chains stay together.
@@ -346,7 +352,9 @@ def stratified_group_split(
     return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
 
 
-def save_split(path: Path, dataset: Dataset, train_idx: Iterable[int], test_idx: Iterable[int], **info) -> None:
+def save_split(
+    path: Path, dataset: Dataset, train_idx: Iterable[int], test_idx: Iterable[int], **info
+) -> None:
     """The split as file paths, so anyone can see which images were held out."""
     payload = {
         **info,
@@ -367,9 +375,7 @@ def to_float_tensor(
     return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
-def augment(
-    x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0
-) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
     Smears have no up or left, so the 8 dihedral symmetries are free data. Colour jitter
@@ -400,8 +406,11 @@ def augment(
 def group_summary(groups: np.ndarray) -> dict:
     """How many images share a group with another: what the duplicate search found."""
     sizes = np.bincount(groups)
-    return {"groups": int(len(sizes)), "images_in_shared_groups": int(sizes[sizes > 1].sum()),
-            "largest_group": int(sizes.max()) if len(sizes) else 0}
+    return {
+        "groups": int(len(sizes)),
+        "images_in_shared_groups": int(sizes[sizes > 1].sum()),
+        "largest_group": int(sizes.max()) if len(sizes) else 0,
+    }
 
 
 def summary(dataset: Dataset) -> dict:
@@ -412,11 +421,11 @@ def summary(dataset: Dataset) -> dict:
         "display_names": dataset.display_names,
         "counts": dict(zip(dataset.classes, counts.tolist(), strict=True)),
         "images": len(dataset.samples),
-        "exact_duplicate_images": int(len(dataset.samples) - len({s.sha256 for s in dataset.samples})),
+        "exact_duplicate_images": int(
+            len(dataset.samples) - len({s.sha256 for s in dataset.samples})
+        ),
         "skipped": [{"path": p, "reason": r} for p, r in dataset.skipped],
     }
-
-
 
 
 GROUP_STRATEGIES = ("blocks", "colour")
@@ -431,7 +440,10 @@ def _file_number(path: str) -> int:
 
 
 def patient_proxy_groups(
-    paths: Sequence[str], labels: np.ndarray, strategy: str = "blocks", block_size: int = 37,
+    paths: Sequence[str],
+    labels: np.ndarray,
+    strategy: str = "blocks",
+    block_size: int = 37,
     images: np.ndarray | None = None,
 ) -> np.ndarray:
     """Groups that stand in for patients, which the dataset does not record.
@@ -459,9 +471,13 @@ def patient_proxy_groups(
             pixels = images[idx].reshape(len(idx), -1, 3).astype(np.float32)
             stats = np.concatenate([pixels.mean(1), pixels.std(1)], axis=1)
             stats = (stats - stats.mean(0)) / (stats.std(0) + 1e-6)
-            local = KMeans(n_clusters=min(n_groups, len(idx)), n_init=4, random_state=0).fit_predict(stats)
+            local = KMeans(
+                n_clusters=min(n_groups, len(idx)), n_init=4, random_state=0
+            ).fit_predict(stats)
         else:
-            raise BlastscanError(f"unknown group strategy {strategy!r}; choose one of {GROUP_STRATEGIES}")
+            raise BlastscanError(
+                f"unknown group strategy {strategy!r}; choose one of {GROUP_STRATEGIES}"
+            )
         groups[idx] = next_id + local
         next_id += int(local.max()) + 1
     return groups

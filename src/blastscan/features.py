@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from blastscan.data import to_float_tensor
-from blastscan.io import atomic_write
+from blastscan.io import atomic_save_npz
 
 
 @dataclass
@@ -66,7 +66,9 @@ def infer(
     )
 
 
-def save_features(path: Path, inference: Inference, labels, classes, display_names, paths, sha256) -> None:
+def save_features(
+    path: Path, inference: Inference, labels, classes, display_names, paths, sha256
+) -> None:
     """Write a features file: plain arrays only, so loading it needs no pickle."""
     arrays = {
         "X": inference.features.astype(np.float32),
@@ -77,7 +79,7 @@ def save_features(path: Path, inference: Inference, labels, classes, display_nam
         "paths": np.asarray(paths, dtype=str),
         "sha256": np.asarray(sha256, dtype=str),
     }
-    atomic_write(Path(path), lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    atomic_save_npz(Path(path), **arrays)
 
 
 def extract(
@@ -117,9 +119,14 @@ def extract(
         task = bar.add_task("extract", total=len(images))
         result = infer(model, images, batch_size, torch_device, lambda n: bar.advance(task, n))
     save_features(
-        Path(out), result, dataset.labels, dataset.classes, dataset.display_names,
-        dataset.paths, [s.sha256 for s in dataset.samples],
-    )  # fmt: skip
+        Path(out),
+        result,
+        dataset.labels,
+        dataset.classes,
+        dataset.display_names,
+        dataset.paths,
+        [s.sha256 for s in dataset.samples],
+    )
     return Path(out)
 
 

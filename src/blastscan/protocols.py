@@ -28,9 +28,16 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 def paper_protocol(
-    X: np.ndarray, y: np.ndarray, class_names: Sequence[str], cnn: dict | None = None,
-    presets: Sequence[str] | None = None, threshold: float = PAPER_THRESHOLD,
-    n_splits: int = 10, seed: int = 0, groups: np.ndarray | None = None, title: str | None = None,
+    X: np.ndarray,
+    y: np.ndarray,
+    class_names: Sequence[str],
+    cnn: dict | None = None,
+    presets: Sequence[str] | None = None,
+    threshold: float = PAPER_THRESHOLD,
+    n_splits: int = 10,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    title: str | None = None,
 ) -> tuple[dict[str, Any], MRMR]:
     """As published: mRMR fitted on every image, then k-fold CV of each classifier."""
     t0 = time.perf_counter()
@@ -38,9 +45,15 @@ def paper_protocol(
     select_seconds = time.perf_counter() - t0
     columns = np.flatnonzero(selector.get_support())
     classical = evaluate_feature_sets(
-        X, y, class_names, presets, selected_columns=columns, n_splits=n_splits, seed=seed,
+        X,
+        y,
+        class_names,
+        presets,
+        selected_columns=columns,
+        n_splits=n_splits,
+        seed=seed,
         groups=groups,
-    )  # fmt: skip
+    )
     protocol = {
         "title": title or "Paper protocol (as published)",
         "leakage": {"cnn_train_images_in_test_folds": True, "selection_fitted_on_all_data": True},
@@ -62,14 +75,22 @@ def _fit_predict(name: str, X: np.ndarray, y: np.ndarray, train, test, columns, 
     return model.predict(Xte), time.perf_counter() - start
 
 
-def _select_columns(X: np.ndarray, y: np.ndarray, train: np.ndarray, threshold: float) -> np.ndarray:
+def _select_columns(
+    X: np.ndarray, y: np.ndarray, train: np.ndarray, threshold: float
+) -> np.ndarray:
     return np.flatnonzero(MRMR(threshold=threshold).fit(X[train], y[train]).get_support())
 
 
 def evaluate_on_splits(
-    features_per_fold: Sequence[np.ndarray], y: np.ndarray, splits: Sequence[Split],
-    class_names: Sequence[str], presets: Sequence[str] | None = None,
-    threshold: float = PAPER_THRESHOLD, seed: int = 0, n_jobs: int = -1, method: str = "",
+    features_per_fold: Sequence[np.ndarray],
+    y: np.ndarray,
+    splits: Sequence[Split],
+    class_names: Sequence[str],
+    presets: Sequence[str] | None = None,
+    threshold: float = PAPER_THRESHOLD,
+    seed: int = 0,
+    n_jobs: int = -1,
+    method: str = "",
 ) -> dict[str, Any]:
     """Each fold k: mRMR and classifiers fitted on features_per_fold[k][train_k], scored on test_k.
 
@@ -93,7 +114,9 @@ def evaluate_on_splits(
     results: dict[str, Any] = {}
     for (name, s, k), (pred, seconds) in zip(jobs, outputs, strict=True):
         entry = results.setdefault(name, {"family": get_preset(name).family, "feature_sets": {}})
-        fs = entry["feature_sets"].setdefault(s, {"_pred": np.full(len(y), -1), "fold_accuracy": [], "fold_seconds": []})
+        fs = entry["feature_sets"].setdefault(
+            s, {"_pred": np.full(len(y), -1), "fold_accuracy": [], "fold_seconds": []}
+        )
         test = splits[k][1]
         fs["_pred"][test] = pred
         fs["fold_accuracy"].append(float(np.mean(pred == y[test])))
@@ -104,48 +127,83 @@ def evaluate_on_splits(
             pred = fs.pop("_pred")
             fs["metrics"] = classification_metrics(y[tested], pred[tested], class_names)
             fs["seconds"] = float(sum(fs["fold_seconds"]))
-            fs["n_features"] = [len(c) for c in columns] if s == "selected" else int(features_per_fold[0].shape[1])
+            fs["n_features"] = (
+                [len(c) for c in columns] if s == "selected" else int(features_per_fold[0].shape[1])
+            )
             fs["warnings"] = []
     return {
-        "n_samples": int(len(tested)), "n_features": int(features_per_fold[0].shape[1]),
+        "n_samples": int(len(tested)),
+        "n_features": int(features_per_fold[0].shape[1]),
         "class_names": list(class_names),
-        "cv": {"method": method or f"{len(splits)} fixed split(s)", "n_splits": len(splits), "seed": seed, "grouped": True},
+        "cv": {
+            "method": method or f"{len(splits)} fixed split(s)",
+            "n_splits": len(splits),
+            "seed": seed,
+            "grouped": True,
+        },
         "backend": backend(),
-        "selection": {"mode": "in_fold", "fitted_on_all_data": False, "selector": repr(MRMR(threshold=threshold)),
-                      "n_selected_per_fold": [len(c) for c in columns], "seconds": select_seconds},
+        "selection": {
+            "mode": "in_fold",
+            "fitted_on_all_data": False,
+            "selector": repr(MRMR(threshold=threshold)),
+            "n_selected_per_fold": [len(c) for c in columns],
+            "seconds": select_seconds,
+        },
         "presets": results,
         "paper_rows": {row: p for row, p in PAPER_ROWS.items() if p in results},
         "best": best_result(results),
         "seconds": time.perf_counter() - start,
-    }  # fmt: skip
+    }
 
 
 def holdout_protocol(
-    X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-    class_names: Sequence[str], cnn: dict | None = None, **kwargs,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    class_names: Sequence[str],
+    cnn: dict | None = None,
+    **kwargs,
 ) -> dict[str, Any]:
     """Everything fitted on the CNN's own 70%, reported once on its 30%."""
-    classical = evaluate_on_splits([X], y, [(train, test)], class_names, method="fixed 70/30 split", **kwargs)
+    classical = evaluate_on_splits(
+        [X], y, [(train, test)], class_names, method="fixed 70/30 split", **kwargs
+    )
     protocol = {
         "title": "Holdout protocol (leakage-free, one 70/30 split)",
         "description": "The CNN, mRMR and the classifiers were fitted on the same 70% of the "
         "images; every number is measured once on the other 30%, which nothing was fitted on.",
         "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
-        "selection": {"method": "mRMR (fscmrmr, adaptive MI), fitted on the 70%", "threshold": kwargs.get("threshold", PAPER_THRESHOLD)},
+        "selection": {
+            "method": "mRMR (fscmrmr, adaptive MI), fitted on the 70%",
+            "threshold": kwargs.get("threshold", PAPER_THRESHOLD),
+        },
         "classical": classical,
         "timings": {"classify": classical["seconds"]},
-    }  # fmt: skip
+    }
     if cnn:
         protocol["cnn"] = cnn
     return protocol
 
 
 def strict_protocol(
-    fold_features: Sequence[np.ndarray], y: np.ndarray, splits: Sequence[Split],
-    class_names: Sequence[str], cnn: dict | None = None, note: str = "", **kwargs,
+    fold_features: Sequence[np.ndarray],
+    y: np.ndarray,
+    splits: Sequence[Split],
+    class_names: Sequence[str],
+    cnn: dict | None = None,
+    note: str = "",
+    **kwargs,
 ) -> dict[str, Any]:
     """K outer folds, each with its own CNN: no test image reaches any fitted step."""
-    classical = evaluate_on_splits(fold_features, y, splits, class_names, method=f"{len(splits)} outer folds, one CNN each", **kwargs)
+    classical = evaluate_on_splits(
+        fold_features,
+        y,
+        splits,
+        class_names,
+        method=f"{len(splits)} outer folds, one CNN each",
+        **kwargs,
+    )
     protocol = {
         "title": f"Strict protocol ({len(splits)} outer folds, a CNN per fold)",
         "description": "For each outer fold a DarkNet-19 was trained only on that fold's "
@@ -153,24 +211,40 @@ def strict_protocol(
         "classifiers were fitted inside the fold. Duplicate and near-duplicate images stay in one "
         "fold. " + note,
         "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
-        "selection": {"method": "mRMR (fscmrmr, adaptive MI), fitted inside each fold", "threshold": kwargs.get("threshold", PAPER_THRESHOLD)},
+        "selection": {
+            "method": "mRMR (fscmrmr, adaptive MI), fitted inside each fold",
+            "threshold": kwargs.get("threshold", PAPER_THRESHOLD),
+        },
         "classical": classical,
         "timings": {"classify": classical["seconds"]},
-    }  # fmt: skip
+    }
     if cnn:
         protocol["cnn"] = cnn
     return protocol
 
 
-def cnn_block(metrics: dict, n_train: int, seed: int, class_names, labels=None, pred=None, split="70/30") -> dict:
+def cnn_block(
+    metrics: dict, n_train: int, seed: int, class_names, labels=None, pred=None, split="70/30"
+) -> dict:
     """The CNN's own held-out result in the report's schema."""
-    block = {"split": split, "train_fraction": 0.7, "n_train": n_train, "n_test": metrics["n_test"], "seed": seed}
+    block = {
+        "split": split,
+        "train_fraction": 0.7,
+        "n_train": n_train,
+        "n_test": metrics["n_test"],
+        "seed": seed,
+    }
     if labels is not None and pred is not None:
         block["test_metrics"] = classification_metrics(labels, pred, class_names)
     return block
 
 
 __all__ = [
-    "PAPER_THRESHOLD", "paper_protocol", "holdout_protocol", "strict_protocol",
-    "evaluate_on_splits", "cnn_block", "Callable",
-]  # fmt: skip
+    "PAPER_THRESHOLD",
+    "paper_protocol",
+    "holdout_protocol",
+    "strict_protocol",
+    "evaluate_on_splits",
+    "cnn_block",
+    "Callable",
+]

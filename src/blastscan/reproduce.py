@@ -44,16 +44,22 @@ class ReproduceOptions:
 
 def quick_options(**overrides) -> ReproduceOptions:
     """The same chain, small: a few epochs at 64 px on 60 images per class, 5 folds."""
-    config = recipe_config("fast", epochs=4, image_size=64, batch_size=32, max_per_class=60, val_fraction=0.0)
-    return ReproduceOptions(n_splits=5, strict_folds=3, quick=True, train_config=config, **overrides)
+    config = recipe_config(
+        "fast", epochs=4, image_size=64, batch_size=32, max_per_class=60, val_fraction=0.0
+    )
+    return ReproduceOptions(
+        n_splits=5, strict_folds=3, quick=True, train_config=config, **overrides
+    )
 
 
 def _indices_of(paths: np.ndarray, wanted: list[str]) -> np.ndarray:
     position = {p: i for i, p in enumerate(paths.tolist())}
     missing = [p for p in wanted if p not in position]
     if missing:
-        raise BlastscanError(f"{missing[0]}: in the CNN's split but not in the features file; "
-                             "extract features from the same dataset the CNN was trained on")
+        raise BlastscanError(
+            f"{missing[0]}: in the CNN's split but not in the features file; "
+            "extract features from the same dataset the CNN was trained on"
+        )
     return np.array([position[p] for p in wanted], dtype=np.int64)
 
 
@@ -65,10 +71,13 @@ def cnn_summary(cnn_dir: Path, features: dict) -> tuple[dict, np.ndarray, np.nda
     y, names = features["y"], list(features["display_names"])
     pred = features["logits"][test_idx].argmax(1)
     block = {
-        "split": "70/30 (duplicate- and near-duplicate-aware)", "train_fraction": 0.7,
-        "n_train": int(len(train_idx)), "n_test": int(len(test_idx)), "seed": split.get("seed", 0),
+        "split": "70/30 (duplicate- and near-duplicate-aware)",
+        "train_fraction": 0.7,
+        "n_train": int(len(train_idx)),
+        "n_test": int(len(test_idx)),
+        "seed": split.get("seed", 0),
         "test_metrics": classification_metrics(y[test_idx], pred, names),
-    }  # fmt: skip
+    }
     return block, np.sort(train_idx), np.sort(test_idx)
 
 
@@ -85,8 +94,13 @@ def _stage(timings: dict, name: str):
 
 
 def reproduce(
-    data_dir: str | Path, out: str | Path, options: ReproduceOptions, cnn_dir: Path | None = None,
-    features_path: Path | None = None, cache_dir: Path | None = None, show_progress: bool = True,
+    data_dir: str | Path,
+    out: str | Path,
+    options: ReproduceOptions,
+    cnn_dir: Path | None = None,
+    features_path: Path | None = None,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
     strict_dir: Path | None = None,
 ) -> Path:
     """Run the whole method; returns the run directory holding report.md/html and metrics.json."""
@@ -96,19 +110,38 @@ def reproduce(
     bad = set(options.protocols) - set(PROTOCOLS)
     if bad:
         raise BlastscanError(f"unknown protocol(s) {sorted(bad)}; choose from {PROTOCOLS}")
-    atomic_write_json(out / "reproduce.json", {"options": {**options.__dict__, "train_config": options.train_config.__dict__}, "data": str(data_dir)})
+    atomic_write_json(
+        out / "reproduce.json",
+        {
+            "options": {**options.__dict__, "train_config": options.train_config.__dict__},
+            "data": str(data_dir),
+        },
+    )
 
     cnn_dir = Path(cnn_dir) if cnn_dir else out / "cnn"
     if not (cnn_dir / "metrics.json").exists():
         with _stage(timings, "train_cnn"):
-            train(data_dir, cnn_dir, options.train_config, resume=(cnn_dir / "checkpoints" / "last.safetensors").exists(),
-                  cache_dir=cache_dir, show_progress=show_progress)  # fmt: skip
+            train(
+                data_dir,
+                cnn_dir,
+                options.train_config,
+                resume=(cnn_dir / "checkpoints" / "last.safetensors").exists(),
+                cache_dir=cache_dir,
+                show_progress=show_progress,
+            )
     features_path = Path(features_path) if features_path else out / "features.npz"
     if not features_path.exists():
         with _stage(timings, "extract"):
-            extract(cnn_dir, data_dir, features_path, variant=options.train_config.variant,
-                    cache_dir=cache_dir, show_progress=show_progress,
-                    max_per_class=options.train_config.max_per_class, seed=options.train_config.seed)  # fmt: skip
+            extract(
+                cnn_dir,
+                data_dir,
+                features_path,
+                variant=options.train_config.variant,
+                cache_dir=cache_dir,
+                show_progress=show_progress,
+                max_per_class=options.train_config.max_per_class,
+                seed=options.train_config.seed,
+            )
     features = load_features(features_path)
     _check_subset(features, cnn_dir)
     cnn, train_idx, test_idx = cnn_summary(cnn_dir, features)
@@ -120,18 +153,26 @@ def reproduce(
 
     if "paper" in options.protocols:
         with _stage(timings, "paper_protocol"):
-            protocols["paper"], selector = paper_protocol(X[rows], y[rows], names, cnn, n_splits=options.n_splits, **common)
-        figures["paper:mrmr_scores"] = plot_mrmr_scores(selector.scores_, options.threshold, out / "figures" / "mrmr_scores.png")
+            protocols["paper"], selector = paper_protocol(
+                X[rows], y[rows], names, cnn, n_splits=options.n_splits, **common
+            )
+        figures["paper:mrmr_scores"] = plot_mrmr_scores(
+            selector.scores_, options.threshold, out / "figures" / "mrmr_scores.png"
+        )
         figures["mrmr_scores"] = figures["paper:mrmr_scores"]
     if "group" in options.protocols:
         with _stage(timings, "group_protocol"):
-            protocols["group"] = group_protocol(X[rows], y[rows], features["paths"][rows], names, cnn, options, common)
+            protocols["group"] = group_protocol(
+                X[rows], y[rows], features["paths"][rows], names, cnn, options, common
+            )
     if "holdout" in options.protocols:
         with _stage(timings, "holdout_protocol"):
             protocols["holdout"] = holdout_protocol(X, y, train_idx, test_idx, names, cnn, **common)
     if "strict" in options.protocols:
         with _stage(timings, "strict_protocol"):
-            protocols["strict"] = run_strict(data_dir, out, options, features, strict_dir, cache_dir, show_progress, names)
+            protocols["strict"] = run_strict(
+                data_dir, out, options, features, strict_dir, cache_dir, show_progress, names
+            )
 
     for key, name in (("training_accuracy", "accuracy.png"), ("training_loss", "loss.png")):
         if (cnn_dir / "figures" / name).exists():
@@ -159,10 +200,15 @@ def group_protocol(X, y, paths, names, cnn, options: ReproduceOptions, common: d
 
     groups = patient_proxy_groups(paths, y, "blocks", options.group_block_size)
     protocol, _ = paper_protocol(
-        X, y, names, cnn, n_splits=options.n_splits, groups=groups,
+        X,
+        y,
+        names,
+        cnn,
+        n_splits=options.n_splits,
+        groups=groups,
         title=f"Group protocol ({len(np.unique(groups))} blocks of consecutive file numbers as patient proxies)",
         **common,
-    )  # fmt: skip
+    )
     protocol["description"] = (
         "As the paper protocol, but every cross-validation fold keeps whole groups: runs of about "
         f"{options.group_block_size} consecutive file numbers per class, which stand in for the 89 "
@@ -178,7 +224,9 @@ def _check_subset(features: dict, cnn_dir: Path) -> None:
     if "paths" not in features or "logits" not in features:
         raise BlastscanError("features file lacks paths/logits; re-run blastscan extract")
     if not (cnn_dir / "split.json").exists():
-        raise BlastscanError(f"{cnn_dir}: no split.json; pass the CNN's training run directory with --cnn")
+        raise BlastscanError(
+            f"{cnn_dir}: no split.json; pass the CNN's training run directory with --cnn"
+        )
 
 
 def _dataset_block(features: dict, rows: np.ndarray, names: list[str]) -> dict:
@@ -199,7 +247,9 @@ def _cnn_timings(cnn_dir: Path) -> dict:
         return {}
 
 
-def run_strict(data_dir, out, options, features, strict_dir, cache_dir, show_progress, names) -> dict:
+def run_strict(
+    data_dir, out, options, features, strict_dir, cache_dir, show_progress, names
+) -> dict:
     """Train one CNN per outer fold (or reuse `strict_dir/fold{k}`), then evaluate in-fold."""
     strict_dir = Path(strict_dir) if strict_dir else out / "strict"
     fold_features, splits = [], []
@@ -208,11 +258,25 @@ def run_strict(data_dir, out, options, features, strict_dir, cache_dir, show_pro
         fold_file = strict_dir / f"fold{k}.npz"
         config = replace(options.train_config, outer_folds=options.strict_folds, outer_fold=k)
         if not (fold_dir / "metrics.json").exists():
-            train(data_dir, fold_dir, config, resume=(fold_dir / "checkpoints" / "last.safetensors").exists(),
-                  cache_dir=cache_dir, show_progress=show_progress)  # fmt: skip
+            train(
+                data_dir,
+                fold_dir,
+                config,
+                resume=(fold_dir / "checkpoints" / "last.safetensors").exists(),
+                cache_dir=cache_dir,
+                show_progress=show_progress,
+            )
         if not fold_file.exists():
-            extract(fold_dir, data_dir, fold_file, variant=config.variant, cache_dir=cache_dir,
-                    show_progress=show_progress, max_per_class=config.max_per_class, seed=config.seed)  # fmt: skip
+            extract(
+                fold_dir,
+                data_dir,
+                fold_file,
+                variant=config.variant,
+                cache_dir=cache_dir,
+                show_progress=show_progress,
+                max_per_class=config.max_per_class,
+                seed=config.seed,
+            )
         f = load_features(fold_file)
         split = json.loads((fold_dir / "split.json").read_text())
         train_idx = _indices_of(f["paths"], split["train"] + split.get("val", []))
@@ -220,9 +284,28 @@ def run_strict(data_dir, out, options, features, strict_dir, cache_dir, show_pro
         fold_features.append(f["X"].astype(np.float64))
         splits.append((np.sort(train_idx), np.sort(test_idx)))
     y = fold_features and load_features(strict_dir / "fold0.npz")["y"]
-    cnn_pred = np.concatenate([load_features(strict_dir / f"fold{k}.npz")["logits"][t].argmax(1) for k, (_, t) in enumerate(splits)])
+    cnn_pred = np.concatenate(
+        [
+            load_features(strict_dir / f"fold{k}.npz")["logits"][t].argmax(1)
+            for k, (_, t) in enumerate(splits)
+        ]
+    )
     cnn_true = np.concatenate([y[t] for _, t in splits])
-    cnn = {"split": f"{len(splits)} outer folds (pooled)", "train_fraction": 1 - 1 / len(splits),
-           "n_train": int(np.mean([len(tr) for tr, _ in splits])), "n_test": int(len(cnn_true)), "seed": options.seed,
-           "test_metrics": classification_metrics(cnn_true, cnn_pred, names)}  # fmt: skip
-    return strict_protocol(fold_features, y, splits, names, cnn, presets=options.presets, threshold=options.threshold, seed=options.seed)
+    cnn = {
+        "split": f"{len(splits)} outer folds (pooled)",
+        "train_fraction": 1 - 1 / len(splits),
+        "n_train": int(np.mean([len(tr) for tr, _ in splits])),
+        "n_test": int(len(cnn_true)),
+        "seed": options.seed,
+        "test_metrics": classification_metrics(cnn_true, cnn_pred, names),
+    }
+    return strict_protocol(
+        fold_features,
+        y,
+        splits,
+        names,
+        cnn,
+        presets=options.presets,
+        threshold=options.threshold,
+        seed=options.seed,
+    )

@@ -513,7 +513,10 @@ def run_robustness(
     )  # fmt: skip
     result = {
         "run": str(run_dir),
-        "checkpoint_epoch": meta.get("epoch"),
+        "checkpoint": which
+        if which != "final" or (run_dir / "checkpoints" / "final.safetensors").is_file()
+        else "last (the run has no final checkpoint yet)",
+        "epochs_trained": meta["epoch"] + 1 if isinstance(meta.get("epoch"), int) else None,
         "data": str(data_dir),
         "image_size": meta["image_size"],
         "classes": meta.get("display_names", meta["classes"]),

@@ -75,10 +75,15 @@ RECIPES: dict[str, dict] = {
     # which the piecewise schedule at lr 0.01 from scratch does not give in few epochs.
     # Clipping keeps the peak rate from blowing up the loss (seen at lr 0.05 without it).
     "fast": dict(
-        epochs=14, batch_size=64, lr=0.05, schedule="onecycle", image_size=128,
-        clip_grad_norm=2.0, label_smoothing=0.1,
+        epochs=14,
+        batch_size=64,
+        lr=0.05,
+        schedule="onecycle",
+        image_size=128,
+        clip_grad_norm=2.0,
+        label_smoothing=0.1,
     ),
-}  # fmt: skip
+}
 
 
 def recipe_config(recipe: str, **overrides) -> TrainConfig:
@@ -97,7 +102,10 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
         total = config.epochs * steps_per_epoch
         warm = max(1, int(0.25 * total))
         if step < warm:  # cosine warm-up from lr/25
-            return config.lr / 25 + (config.lr - config.lr / 25) * (1 - math.cos(math.pi * step / warm)) / 2
+            return (
+                config.lr / 25
+                + (config.lr - config.lr / 25) * (1 - math.cos(math.pi * step / warm)) / 2
+            )
         t = (step - warm) / max(1, total - warm)
         return config.lr * 1e-3 + (config.lr - config.lr * 1e-3) * (1 + math.cos(math.pi * t)) / 2
     raise BlastscanError(f"unknown schedule {config.schedule!r}; use piecewise or onecycle")
@@ -130,7 +138,9 @@ def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray | Non
     labels = dataset.labels
     groups = D.duplicate_groups(dataset) if groups is None else groups
     if config.outer_folds:
-        train, test = outer_fold_split(labels, groups, config.outer_folds, config.outer_fold, config.seed)
+        train, test = outer_fold_split(
+            labels, groups, config.outer_folds, config.outer_fold, config.seed
+        )
     else:
         train, test = D.stratified_group_split(labels, groups, config.test_size, config.seed)
     val = np.array([], dtype=np.int64)
@@ -142,7 +152,9 @@ def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray | Non
     return Split(np.sort(train), np.sort(val), np.sort(test))
 
 
-def outer_fold_split(labels, groups, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def outer_fold_split(
+    labels, groups, n_folds: int, fold: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Train/test indices of one fold of a stratified group K-fold (the strict protocol's folds)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -174,9 +186,12 @@ def limit_per_class(dataset: D.Dataset, max_per_class: int | None, seed: int) ->
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).parent,
-        )  # fmt: skip
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -242,9 +257,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, meta: dict) -
     atomic_write_json(path.with_suffix(".json"), {**meta, "format": CHECKPOINT_FORMAT})
 
 
-def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer=None, fix: str = RESTART
-) -> dict:
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer=None, fix: str = RESTART) -> dict:
     """Restore model (and optimizer) from a checkpoint; returns its JSON metadata.
 
     A missing, truncated or mismatched checkpoint raises BlastscanError ending in `fix`.
@@ -301,7 +314,18 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [b for b in order.split(batch_size) if len(b) > 1]
 
 
-def train_one_epoch(model, optimizer, images, labels, config, epoch, device, steps_per_epoch, progress=None, dist=Distributed()):  # noqa: B008
+def train_one_epoch(
+    model,
+    optimizer,
+    images,
+    labels,
+    config,
+    epoch,
+    device,
+    steps_per_epoch,
+    progress=None,
+    dist=Distributed(),
+):  # noqa: B008
     """One pass over the training images; under torchrun each rank takes every world-th sample.
 
     Every rank draws the same global batch and augmentation, then keeps its own slice, so the
@@ -318,7 +342,9 @@ def train_one_epoch(model, optimizer, images, labels, config, epoch, device, ste
         x = D.augment(x, gen, config.color_jitter)[dist.rank :: dist.world]
         idx = idx[dist.rank :: dist.world]
         if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         x = x.contiguous(memory_format=torch.channels_last)
         y = torch.as_tensor(labels[idx.numpy()], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -349,7 +375,9 @@ def evaluate_logits(model, images, labels, batch_size, device) -> tuple[float, f
 def prepare_run_dir(out: Path, resume: bool) -> None:
     last = out / "checkpoints" / "last.safetensors"
     if out.exists() and last.exists() and not resume:
-        raise BlastscanError(f"{out}: already holds a training run; pass --resume or choose another --out")
+        raise BlastscanError(
+            f"{out}: already holds a training run; pass --resume or choose another --out"
+        )
     if resume and not last.exists():
         raise BlastscanError(f"{out}: no checkpoint to resume from; run without --resume")
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -386,13 +414,17 @@ def train(
     handler = _add_log_file(out)
     dist.barrier()
     try:
-        return _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device)
+        return _train(
+            data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device
+        )
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device) -> TrainResult:
+def _train(
+    data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device
+) -> TrainResult:
     configure_threads()
     if resume:
         import json
@@ -409,14 +441,23 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dis
     split = make_split(dataset, config, groups)
     if dist.main:
         _write_run_facts(out, config, dataset, groups, split)
-    log.info("data: %d images, %d train / %d val / %d test, device %s, %d process(es)", len(dataset.samples), len(split.train), len(split.val), len(split.test), device, dist.world)
-
+    log.info(
+        "data: %d images, %d train / %d val / %d test, device %s, %d process(es)",
+        len(dataset.samples),
+        len(split.train),
+        len(split.val),
+        len(split.test),
+        device,
+        dist.world,
+    )
 
     labels = dataset.labels
     torch.manual_seed(config.seed)  # the initial weights are part of the run's reproducibility
     model = darknet19(len(dataset.classes), pretrained=config.pretrained).to(device)
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     step_model: torch.nn.Module = model
     if dist.world > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(model)
@@ -428,14 +469,24 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dis
     last_ckpt = out / "checkpoints" / "last.safetensors"
     if resume:
         meta = load_checkpoint(last_ckpt, model, optimizer)
-        history, start_epoch, best_acc = meta["history"], meta["epoch"] + 1, meta.get("best_val_accuracy", -1.0)
+        history, start_epoch, best_acc = (
+            meta["history"],
+            meta["epoch"] + 1,
+            meta.get("best_val_accuracy", -1.0),
+        )
         log.info("resumed from epoch %d", start_epoch)
 
     train_images, train_labels = images[split.train], labels[split.train]
     steps_per_epoch = len(_batches(len(train_images), config.batch_size, _epoch_generator(0, 0)))
     t_start = time.perf_counter() - sum(h["seconds"] for h in history)
-    common = {"classes": dataset.classes, "display_names": dataset.display_names, "image_size": config.image_size,
-              "input": "RGB in [0,1], NCHW, no mean/std normalisation", "git_commit": git_commit(), "config": asdict(config)}  # fmt: skip
+    common = {
+        "classes": dataset.classes,
+        "display_names": dataset.display_names,
+        "image_size": config.image_size,
+        "input": "RGB in [0,1], NCHW, no mean/std normalisation",
+        "git_commit": git_commit(),
+        "config": asdict(config),
+    }
 
     from blastscan.progress import progress_bar
 
@@ -443,22 +494,55 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dis
         task = bar.add_task("train", total=(config.epochs - start_epoch) * len(train_images))
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
-            tr_loss, tr_acc, seen = train_one_epoch(step_model, optimizer, train_images, train_labels, config, epoch, device, steps_per_epoch, lambda n: bar.advance(task, n), dist)  # fmt: skip
+            tr_loss, tr_acc, seen = train_one_epoch(
+                step_model,
+                optimizer,
+                train_images,
+                train_labels,
+                config,
+                epoch,
+                device,
+                steps_per_epoch,
+                lambda n: bar.advance(task, n),
+                dist,
+            )
             train_seconds = time.perf_counter() - t0
             if not dist.main:
                 continue
-            val_loss, val_acc, _ = evaluate_logits(model, images[split.val], labels[split.val], 2 * config.batch_size, device)
-            row = {"epoch": epoch + 1, "lr": learning_rate(config, epoch * steps_per_epoch, steps_per_epoch),
-                   "image_size": image_size_at(config, epoch), "train_loss": tr_loss, "train_accuracy": tr_acc,
-                   "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0,
-                   "train_images_per_second": seen / train_seconds}  # fmt: skip
+            val_loss, val_acc, _ = evaluate_logits(
+                model, images[split.val], labels[split.val], 2 * config.batch_size, device
+            )
+            row = {
+                "epoch": epoch + 1,
+                "lr": learning_rate(config, epoch * steps_per_epoch, steps_per_epoch),
+                "image_size": image_size_at(config, epoch),
+                "train_loss": tr_loss,
+                "train_accuracy": tr_acc,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "seconds": time.perf_counter() - t0,
+                "train_images_per_second": seen / train_seconds,
+            }
             history.append(row)
-            log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
-            bar.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {tr_loss:.3f} val {val_acc:.3f}")
+            log.info(
+                "epoch %d/%d %s",
+                epoch + 1,
+                config.epochs,
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
+            )
+            bar.update(
+                task,
+                description=f"epoch {epoch + 1}/{config.epochs} loss {tr_loss:.3f} val {val_acc:.3f}",
+            )
             meta = {**common, "epoch": epoch, "history": history}
             if len(split.val) and val_acc > best_acc:
                 best_acc = val_acc
-                save_checkpoint(out / "checkpoints" / "best.safetensors", model, optimizer, {**meta, "picked_on": "validation split (part of the 70%)"})
+                save_checkpoint(
+                    out / "checkpoints" / "best.safetensors",
+                    model,
+                    optimizer,
+                    {**meta, "picked_on": "validation split (part of the 70%)"},
+                )
             meta["best_val_accuracy"] = best_acc
             save_checkpoint(last_ckpt, model, optimizer, meta)
             write_history(out, history)
@@ -471,15 +555,31 @@ def _train(data_dir, out, config, resume, cache_dir, show_progress, dataset, dis
         return TrainResult(out, history, {}, seconds)
     if not (out / "checkpoints" / "final.safetensors").exists():
         recompute_bn_statistics(model, train_images, 2 * config.batch_size, device)
-        save_checkpoint(out / "checkpoints" / "final.safetensors", model, optimizer, {**common, "epoch": config.epochs - 1, "history": history, "bn_statistics": "population, over the training images"})
+        save_checkpoint(
+            out / "checkpoints" / "final.safetensors",
+            model,
+            optimizer,
+            {
+                **common,
+                "epoch": config.epochs - 1,
+                "history": history,
+                "bn_statistics": "population, over the training images",
+            },
+        )
     else:
         load_checkpoint(out / "checkpoints" / "final.safetensors", model)
     test_metrics = final_test_metrics(model, images, labels, split, dataset, config, device)
     test_metrics["train_seconds"] = seconds
-    test_metrics["train_images_per_second_mean"] = float(np.mean([h["train_images_per_second"] for h in history])) if history else None
+    test_metrics["train_images_per_second_mean"] = (
+        float(np.mean([h["train_images_per_second"] for h in history])) if history else None
+    )
     atomic_write_json(out / "metrics.json", test_metrics)
     plot_training_curves(history, out / "figures")
-    log.info("test accuracy (final epoch, %d held-out images): %.4f", len(split.test), test_metrics["accuracy"])
+    log.info(
+        "test accuracy (final epoch, %d held-out images): %.4f",
+        len(split.test),
+        test_metrics["accuracy"],
+    )
     return TrainResult(out, history, test_metrics, seconds)
 
 
@@ -492,15 +592,22 @@ def recompute_bn_statistics(model, images: np.ndarray, batch_size: int, device) 
     """
     from torch.optim.swa_utils import update_bn
 
-    batches = (D.to_float_tensor(images[i : i + batch_size], device) for i in range(0, len(images), batch_size))
+    batches = (
+        D.to_float_tensor(images[i : i + batch_size], device)
+        for i in range(0, len(images), batch_size)
+    )
     update_bn(batches, model, device=device)
     model.eval()
 
 
-def _write_run_facts(out: Path, config: TrainConfig, dataset: D.Dataset, groups, split: Split) -> None:
+def _write_run_facts(
+    out: Path, config: TrainConfig, dataset: D.Dataset, groups, split: Split
+) -> None:
     """What a reader needs to know what was trained on what: config, data, manifest, split."""
     atomic_write_json(out / "config.json", asdict(config))
-    atomic_write_json(out / "dataset.json", {**D.summary(dataset), "duplicate_groups": D.group_summary(groups)})
+    atomic_write_json(
+        out / "dataset.json", {**D.summary(dataset), "duplicate_groups": D.group_summary(groups)}
+    )
     D.write_manifest(dataset, out / "manifest.csv")
     val = [dataset.samples[i].path for i in split.val]
     D.save_split(out / "split.json", dataset, split.train, split.test, val=val, seed=config.seed)
@@ -517,7 +624,9 @@ def final_test_metrics(model, images, labels, split, dataset, config, device) ->
     """Confusion matrix and per-class precision/recall/F1 on the held-out 30%, final epoch."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    _, acc, pred = evaluate_logits(model, images[split.test], labels[split.test], 2 * config.batch_size, device)
+    _, acc, pred = evaluate_logits(
+        model, images[split.test], labels[split.test], 2 * config.batch_size, device
+    )
     y = labels[split.test]
     k = len(dataset.classes)
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=range(k), zero_division=0)
@@ -528,7 +637,12 @@ def final_test_metrics(model, images, labels, split, dataset, config, device) ->
         "classes": dataset.display_names,
         "confusion_matrix": confusion_matrix(y, pred, labels=range(k)).tolist(),
         "per_class": {
-            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            name: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
             for i, name in enumerate(dataset.display_names)
         },
     }
@@ -543,11 +657,16 @@ def plot_training_curves(history: list[dict], figures: Path) -> dict[str, Path]:
 
     epochs = [h["epoch"] for h in history]
     paths = {}
-    for key, title, name in (("accuracy", "Accuracy", "accuracy.png"), ("loss", "Loss", "loss.png")):
+    for key, title, name in (
+        ("accuracy", "Accuracy", "accuracy.png"),
+        ("loss", "Loss", "loss.png"),
+    ):
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
         ax.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", ms=3, label="training")
         if any(not math.isnan(h[f"val_{key}"]) for h in history):
-            ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="s", ms=3, label="validation")
+            ax.plot(
+                epochs, [h[f"val_{key}"] for h in history], marker="s", ms=3, label="validation"
+            )
         ax.set(xlabel="epoch", ylabel=key, title=f"DarkNet-19 training {title.lower()}")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -570,7 +689,9 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
     if path.is_dir() and which == "final" and not ckpt.is_file():
         ckpt = path / "checkpoints" / "last.safetensors"
     if not ckpt.is_file():
-        raise BlastscanError(f"{ckpt}: no checkpoint there; pass a training run directory (--model)")
+        raise BlastscanError(
+            f"{ckpt}: no checkpoint there; pass a training run directory (--model)"
+        )
     import json
 
     fix = "restore the run's checkpoints/ folder, or retrain with blastscan train"

@@ -32,7 +32,9 @@ def _expected_floats(model: DarkNet19) -> int:
 
 def _read_header(raw: bytes, path: Path) -> tuple[tuple[int, int, int, int], int]:
     if len(raw) < 16:
-        raise BlastscanError(f"{path}: too short for a Darknet .weights header; is it a weights file?")
+        raise BlastscanError(
+            f"{path}: too short for a Darknet .weights header; is it a weights file?"
+        )
     major, minor, revision = np.frombuffer(raw[:12], dtype=HEADER_DTYPE)
     if major * 10 + minor >= 2:
         seen = int(np.frombuffer(raw[12:20], dtype="<i8")[0])
@@ -87,7 +89,9 @@ def save_darknet_weights(
     seen_dtype = "<i8" if major * 10 + minor >= 2 else "<i4"
     parts.append(np.array([seen], dtype=seen_dtype).tobytes())
     for conv, bn in model.conv_layers():
-        tensors = [bn.bias, bn.weight, bn.running_mean, bn.running_var] if bn is not None else [conv.bias]
+        tensors = (
+            [bn.bias, bn.weight, bn.running_mean, bn.running_var] if bn is not None else [conv.bias]
+        )
         tensors.append(conv.weight)
         parts.extend(t.detach().cpu().numpy().astype("<f4").tobytes() for t in tensors)
     from blastscan.io import atomic_write_bytes
@@ -105,7 +109,9 @@ def load_safetensors_weights(model: DarkNet19, path: str | Path, strict_head: bo
     try:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises several types for a bad file
-        raise BlastscanError(f"{path}: not a readable safetensors file ({exc}); re-export it") from exc
+        raise BlastscanError(
+            f"{path}: not a readable safetensors file ({exc}); re-export it"
+        ) from exc
     state = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("optim.")}
     own = model.state_dict()
     head_keys = [k for k in state if k.startswith("head.")]
@@ -124,7 +130,9 @@ def load_pretrained(model: DarkNet19, path: str | Path) -> None:
     """Dispatch on the file: `.safetensors` checkpoints or Darknet `.weights` files."""
     path = Path(path)
     if not path.is_file():
-        raise BlastscanError(f"{path}: no such weights file; pass a Darknet .weights or a .safetensors")
+        raise BlastscanError(
+            f"{path}: no such weights file; pass a Darknet .weights or a .safetensors"
+        )
     if path.suffix == ".safetensors":
         load_safetensors_weights(model, path)
     else:
