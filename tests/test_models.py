@@ -100,3 +100,13 @@ def test_pretrained_path_dispatch(tmp_path: Path):
     assert isinstance(darknet19(4, pretrained=str(path)), nn.Module)
     with pytest.raises(BlastscanError, match="no such weights file"):
         darknet19(4, pretrained=str(tmp_path / "missing.weights"))
+
+
+def test_stain_norm_layer_makes_the_network_blind_to_affine_colour_shifts():
+    torch.manual_seed(0)
+    model = darknet19(4, stain_norm=True).eval()
+    x = torch.rand(2, 3, 64, 64) * 0.5 + 0.2
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x * 1.3 + 0.05), atol=2e-3, rtol=2e-3)
+        assert not torch.allclose(darknet19(4).eval()(x), darknet19(4).eval()(x * 1.3 + 0.05))
+    assert set(model.state_dict()) == set(darknet19(4).state_dict())

@@ -454,7 +454,11 @@ def _manifest(meta, classical, ood, metrics, card_facts) -> dict[str, Any]:
         "architecture": "darknet19",
         "classes": list(meta["classes"]),
         "display_names": list(meta.get("display_names") or meta["classes"]),
-        "input": {"size": int(meta["image_size"]), **INPUT_SPEC},
+        "input": {
+            "size": int(meta["image_size"]),
+            **INPUT_SPEC,
+            "stain_norm": bool(config.get("stain_norm", False)),
+        },
         "outputs": {"features": 1000, "logits": len(meta["classes"])},
         "heads": {
             "cnn": True,
@@ -640,7 +644,9 @@ def load_bundle(path: str | Path) -> Bundle:
     blobs = {name: read_verified(root, manifest, name) for name in manifest.get("files") or {}}
     if WEIGHTS not in blobs:
         raise BlastscanError(f"{root}: bundle.json lists no {WEIGHTS}; re-create the bundle")
-    model = darknet19(len(manifest["classes"]))
+    model = darknet19(
+        len(manifest["classes"]), stain_norm=manifest["input"].get("stain_norm", False)
+    )
     try:
         model.load_state_dict(load_tensors(blobs[WEIGHTS]))
     except (RuntimeError, ValueError) as exc:

@@ -110,6 +110,12 @@ def train(
         float | None,
         typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0"),
     ] = None,
+    stain_norm: Annotated[
+        bool,
+        typer.Option(
+            "--stain-norm/--no-stain-norm", help="Standardise each image's colour (first layer)."
+        ),
+    ] = False,
     pretrained: Annotated[
         Path | None,
         typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch."),
@@ -159,6 +165,7 @@ def train(
         lr=lr,
         image_size=image_size,
         color_jitter=color_jitter,
+        stain_norm=stain_norm,
         pretrained=str(pretrained) if pretrained else None,
         seed=seed,
         variant=variant,

@@ -53,6 +53,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # of the training part, for choosing the 'best' checkpoint
     seed: int = 0
     color_jitter: float = 0.0
+    stain_norm: bool = False  # per-image colour standardisation as the network's first layer
     clip_grad_norm: float | None = None  # MATLAB's default GradientThreshold is Inf: no clipping
     label_smoothing: float = 0.0
     variant: str = "Original"
@@ -453,7 +454,7 @@ def _train(
 
     labels = dataset.labels
     torch.manual_seed(config.seed)  # the initial weights are part of the run's reproducibility
-    model = darknet19(len(dataset.classes), pretrained=config.pretrained).to(device)
+    model = darknet19(len(dataset.classes), config.pretrained, config.stain_norm).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -696,12 +697,13 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
 
     fix = "restore the run's checkpoints/ folder, or retrain with blastscan train"
     try:
-        classes = json.loads(ckpt.with_suffix(".json").read_text())["classes"]
+        saved = json.loads(ckpt.with_suffix(".json").read_text())
+        classes = saved["classes"]
         if not isinstance(classes, list) or len(classes) < 2:
             raise ValueError(f"classes is {classes!r}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         meta_path = ckpt.with_suffix(".json")
         raise BlastscanError(f"{meta_path}: missing or damaged metadata ({exc}); {fix}") from exc
-    model = darknet19(len(classes))
+    model = darknet19(len(classes), stain_norm=bool((saved.get("config") or {}).get("stain_norm")))
     meta = load_checkpoint(ckpt, model, fix=fix)
     return model.to(memory_format=torch.channels_last).eval(), meta

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from blastscan.models.stain import StainNorm
+
 # (out_channels, kernel) per conv layer; "M" is a 2x2/2 max-pool. Straight from darknet19.cfg.
 DARKNET19_CFG: list[tuple[int, int] | str] = [
     (32, 3), "M",
@@ -37,8 +39,12 @@ class ConvBNLeaky(nn.Sequential):
 class DarkNet19(nn.Module):
     """DarkNet-19 backbone + conv19 (1000 channels) + global average pool + K-class head."""
 
-    def __init__(self, num_classes: int = 4, in_channels: int = 3) -> None:
+    def __init__(
+        self, num_classes: int = 4, in_channels: int = 3, stain_norm: bool = False
+    ) -> None:
         super().__init__()
+        # Parameter-free, so checkpoints with and without it share every key.
+        self.input_norm: nn.Module = StainNorm() if stain_norm else nn.Identity()
         layers: list[nn.Module] = []
         channels = in_channels
         for item in DARKNET19_CFG:
@@ -75,11 +81,11 @@ class DarkNet19(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """conv18's output (1024 channels): the last 3x3 conv block, where Grad-CAM looks."""
-        return self.body(x)
+        return self.body(self.input_norm(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1000-d pooled conv19 output: the paper's deep features."""
-        return self.pool(self.conv19(self.body(x))).flatten(1)
+        return self.pool(self.conv19(self.feature_map(x))).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -93,9 +99,11 @@ class DarkNet19(nn.Module):
         return pairs
 
 
-def darknet19(num_classes: int = 4, pretrained: str | None = None) -> DarkNet19:
+def darknet19(
+    num_classes: int = 4, pretrained: str | None = None, stain_norm: bool = False
+) -> DarkNet19:
     """Build DarkNet-19; `pretrained` is a Darknet `.weights` file or a safetensors checkpoint."""
-    model = DarkNet19(num_classes=num_classes)
+    model = DarkNet19(num_classes=num_classes, stain_norm=stain_norm)
     if pretrained:
         from blastscan.models.weights import load_pretrained
 
