@@ -392,6 +392,12 @@ def reproduce(
     threshold: Annotated[
         float, typer.Option(help="Keep features with mRMR score above this.")
     ] = 0.25,
+    n_features: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep the top N mRMR features instead of a threshold (paper: 521).", min=1
+        ),
+    ] = None,
     folds: Annotated[
         int, typer.Option(help="Cross-validation folds of the paper protocol.", min=2)
     ] = 10,
@@ -421,7 +427,11 @@ def reproduce(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     kwargs = dict(
-        protocols=tuple(protocol), presets=presets or None, threshold=threshold, seed=seed
+        protocols=tuple(protocol),
+        presets=presets or None,
+        threshold=threshold,
+        n_features=n_features,
+        seed=seed,
     )
     if quick:
         options = quick_options(**kwargs)

@@ -34,6 +34,7 @@ def paper_protocol(
     cnn: dict | None = None,
     presets: Sequence[str] | None = None,
     threshold: float = PAPER_THRESHOLD,
+    n_features: int | None = None,
     n_splits: int = 10,
     seed: int = 0,
     groups: np.ndarray | None = None,
@@ -41,7 +42,7 @@ def paper_protocol(
 ) -> tuple[dict[str, Any], MRMR]:
     """As published: mRMR fitted on every image, then k-fold CV of each classifier."""
     t0 = time.perf_counter()
-    selector = MRMR(threshold=threshold).fit(X, y)
+    selector = _selector(threshold, n_features).fit(X, y)
     select_seconds = time.perf_counter() - t0
     columns = np.flatnonzero(selector.get_support())
     classical = evaluate_feature_sets(
@@ -57,13 +58,22 @@ def paper_protocol(
     protocol = {
         "title": title or "Paper protocol (as published)",
         "leakage": {"cnn_train_images_in_test_folds": True, "selection_fitted_on_all_data": True},
-        "selection": {"method": "mRMR (fscmrmr, adaptive MI)", "threshold": threshold},
+        "selection": {
+            "method": "mRMR (fscmrmr, adaptive MI)",
+            "threshold": None if n_features else threshold,
+            "n_features": n_features,
+        },
         "classical": classical,
         "timings": {"select": select_seconds, "classify": classical["seconds"]},
     }
     if cnn:
         protocol["cnn"] = cnn
     return protocol, selector
+
+
+def _selector(threshold: float, n_features: int | None) -> MRMR:
+    """mRMR keeping the top `n_features` when given, else the features scoring above `threshold`."""
+    return MRMR(n_features=n_features) if n_features else MRMR(threshold=threshold)
 
 
 def _fit_predict(name: str, X: np.ndarray, y: np.ndarray, train, test, columns, seed: int):
@@ -76,9 +86,9 @@ def _fit_predict(name: str, X: np.ndarray, y: np.ndarray, train, test, columns, 
 
 
 def _select_columns(
-    X: np.ndarray, y: np.ndarray, train: np.ndarray, threshold: float
+    X: np.ndarray, y: np.ndarray, train: np.ndarray, threshold: float, n_features: int | None
 ) -> np.ndarray:
-    return np.flatnonzero(MRMR(threshold=threshold).fit(X[train], y[train]).get_support())
+    return np.flatnonzero(_selector(threshold, n_features).fit(X[train], y[train]).get_support())
 
 
 def evaluate_on_splits(
@@ -88,6 +98,7 @@ def evaluate_on_splits(
     class_names: Sequence[str],
     presets: Sequence[str] | None = None,
     threshold: float = PAPER_THRESHOLD,
+    n_features: int | None = None,
     seed: int = 0,
     n_jobs: int = -1,
     method: str = "",
@@ -100,7 +111,7 @@ def evaluate_on_splits(
     start = time.perf_counter()
     names = [get_preset(p).name for p in (presets or PAPER_ROWS.values())]
     columns = Parallel(n_jobs=n_jobs)(
-        delayed(_select_columns)(X, y, train, threshold)
+        delayed(_select_columns)(X, y, train, threshold, n_features)
         for X, (train, _) in zip(features_per_fold, splits, strict=True)
     )
     select_seconds = time.perf_counter() - start
@@ -145,7 +156,7 @@ def evaluate_on_splits(
         "selection": {
             "mode": "in_fold",
             "fitted_on_all_data": False,
-            "selector": repr(MRMR(threshold=threshold)),
+            "selector": repr(_selector(threshold, n_features)),
             "n_selected_per_fold": [len(c) for c in columns],
             "seconds": select_seconds,
         },
@@ -176,7 +187,10 @@ def holdout_protocol(
         "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
         "selection": {
             "method": "mRMR (fscmrmr, adaptive MI), fitted on the 70%",
-            "threshold": kwargs.get("threshold", PAPER_THRESHOLD),
+            "threshold": None
+            if kwargs.get("n_features")
+            else kwargs.get("threshold", PAPER_THRESHOLD),
+            "n_features": kwargs.get("n_features"),
         },
         "classical": classical,
         "timings": {"classify": classical["seconds"]},
@@ -213,7 +227,10 @@ def strict_protocol(
         "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
         "selection": {
             "method": "mRMR (fscmrmr, adaptive MI), fitted inside each fold",
-            "threshold": kwargs.get("threshold", PAPER_THRESHOLD),
+            "threshold": None
+            if kwargs.get("n_features")
+            else kwargs.get("threshold", PAPER_THRESHOLD),
+            "n_features": kwargs.get("n_features"),
         },
         "classical": classical,
         "timings": {"classify": classical["seconds"]},

@@ -280,6 +280,8 @@ def _kept(sel: dict[str, Any], protocol: dict[str, Any]) -> str:
     n_total = protocol.get("classical", {}).get("n_features", "?")
     detail = protocol.get("selection", {})
     rule = f" (mRMR score > {detail['threshold']})" if detail.get("threshold") is not None else ""
+    if detail.get("n_features"):
+        rule = f" (top {detail['n_features']} by mRMR)"
     if sel.get("mode") == "precomputed":
         return f"{sel.get('n_selected')} of {n_total}{rule}"
     counts = sel.get("n_selected_per_fold") or []

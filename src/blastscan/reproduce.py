@@ -34,6 +34,7 @@ class ReproduceOptions:
     protocols: tuple[str, ...] = ("paper", "holdout")
     presets: list[str] | None = None  # default: the paper's four rows
     threshold: float = PAPER_THRESHOLD
+    n_features: int | None = None  # keep the top N instead (the paper kept 521)
     n_splits: int = 10
     strict_folds: int = 5
     group_block_size: int = 37  # 3,256 images / 89 patients
@@ -147,7 +148,12 @@ def reproduce(
     cnn, train_idx, test_idx = cnn_summary(cnn_dir, features)
     X, y, names = features["X"].astype(np.float64), features["y"], list(features["display_names"])
     rows = np.sort(np.concatenate([train_idx, test_idx]))  # the images the CNN's run used
-    common = dict(presets=options.presets, threshold=options.threshold, seed=options.seed)
+    common = dict(
+        presets=options.presets,
+        threshold=options.threshold,
+        n_features=options.n_features,
+        seed=options.seed,
+    )
     protocols: dict[str, dict] = {}
     figures: dict[str, Path] = {}
 
