@@ -197,7 +197,30 @@ def reproduce(
     from blastscan.report import write_report
 
     write_report(out, metrics, figures)
+    write_run_bundle(cnn_dir, out / "bundle", data_dir, options, show_progress)
     return out
+
+
+def write_run_bundle(
+    cnn_dir: Path, out: Path, data_dir, options: ReproduceOptions, show_progress: bool
+) -> None:
+    """The trained CNN, its OOD detector and the paper's SVM row on mRMR features, as a bundle."""
+    from blastscan.bundle import bundle_from_run
+    from blastscan.classify import PAPER_ROWS
+
+    if not any((cnn_dir / "checkpoints" / f"{w}.safetensors").exists() for w in ("final", "last")):
+        log.warning("no CNN weights in %s (features were reused); no bundle written", cnn_dir)
+        return
+    bundle_from_run(
+        cnn_dir,
+        out,
+        data_dir,
+        classifier=PAPER_ROWS["SVM"],
+        n_features=options.n_features,
+        max_per_class=options.train_config.max_per_class or 200,
+        overwrite=True,
+        show_progress=show_progress,
+    )
 
 
 def group_protocol(X, y, paths, names, cnn, options: ReproduceOptions, common: dict) -> dict:

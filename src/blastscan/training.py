@@ -576,6 +576,12 @@ def _train(
     )
     atomic_write_json(out / "metrics.json", test_metrics)
     plot_training_curves(history, out / "figures")
+    from blastscan.bundle import write_bundle
+
+    # A CNN-only bundle; `blastscan bundle RUN --data DIR` adds the OOD detector and classifier.
+    write_bundle(
+        out / "bundle", model, {**common, "history": history}, metrics=test_metrics, overwrite=True
+    )
     log.info(
         "test accuracy (final epoch, %d held-out images): %.4f",
         len(split.test),
