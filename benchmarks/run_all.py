@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     load_start = load_average()
     info = machine_info()
+    git = git_state()  # at the start: the code that ran, even if files change meanwhile
     log(
         f"machine: {info['cpu']}, {info['cores']} cores; load average {load_start}; dataset "
         f"{'found' if DATA.is_dir() else 'MISSING'} at {DATA}"
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "quick": cfg.quick,
         "machine": info,
-        "git": git_state(),
+        "git": git,
         "load_average": {"start": load_start, "end": load_average()},
         "matmul": {
             "n": cfg.matmul_n,
