@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
 
 from blastscan.classify import PAPER_ROWS, backend, get_preset, make_classifier
+from blastscan.errors import BlastscanError
 from blastscan.evaluation import best_result, classification_metrics, evaluate_feature_sets
 from blastscan.selection import MRMR
 
@@ -88,7 +89,12 @@ def _fit_predict(name: str, X: np.ndarray, y: np.ndarray, train, test, columns, 
 def _select_columns(
     X: np.ndarray, y: np.ndarray, train: np.ndarray, threshold: float, n_features: int | None
 ) -> np.ndarray:
-    return np.flatnonzero(_selector(threshold, n_features).fit(X[train], y[train]).get_support())
+    columns = np.flatnonzero(_selector(threshold, n_features).fit(X[train], y[train]).get_support())
+    if not len(columns):
+        raise BlastscanError(
+            f"mRMR kept no feature at score threshold {threshold}; lower --threshold or pass --n-features"
+        )
+    return columns
 
 
 def evaluate_on_splits(
@@ -167,6 +173,28 @@ def evaluate_on_splits(
     }
 
 
+def _leakage_free(
+    title: str, description: str, where: str, classical: dict, cnn: dict | None, kwargs: dict
+) -> dict:
+    """A protocol block in which no test image reached any fitted step."""
+    n_features = kwargs.get("n_features")
+    protocol = {
+        "title": title,
+        "description": description,
+        "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
+        "selection": {
+            "method": f"mRMR (fscmrmr, adaptive MI), fitted {where}",
+            "threshold": None if n_features else kwargs.get("threshold", PAPER_THRESHOLD),
+            "n_features": n_features,
+        },
+        "classical": classical,
+        "timings": {"classify": classical["seconds"]},
+    }
+    if cnn:
+        protocol["cnn"] = cnn
+    return protocol
+
+
 def holdout_protocol(
     X: np.ndarray,
     y: np.ndarray,
@@ -180,24 +208,15 @@ def holdout_protocol(
     classical = evaluate_on_splits(
         [X], y, [(train, test)], class_names, method="fixed 70/30 split", **kwargs
     )
-    protocol = {
-        "title": "Holdout protocol (leakage-free, one 70/30 split)",
-        "description": "The CNN, mRMR and the classifiers were fitted on the same 70% of the "
-        "images; every number is measured once on the other 30%, which nothing was fitted on.",
-        "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
-        "selection": {
-            "method": "mRMR (fscmrmr, adaptive MI), fitted on the 70%",
-            "threshold": None
-            if kwargs.get("n_features")
-            else kwargs.get("threshold", PAPER_THRESHOLD),
-            "n_features": kwargs.get("n_features"),
-        },
-        "classical": classical,
-        "timings": {"classify": classical["seconds"]},
-    }
-    if cnn:
-        protocol["cnn"] = cnn
-    return protocol
+    return _leakage_free(
+        "Holdout protocol (leakage-free, one 70/30 split)",
+        "The CNN, mRMR and the classifiers were fitted on the same 70% of the images; every "
+        "number is measured once on the other 30%, which nothing was fitted on.",
+        "on the 70%",
+        classical,
+        cnn,
+        kwargs,
+    )
 
 
 def strict_protocol(
@@ -210,58 +229,15 @@ def strict_protocol(
     **kwargs,
 ) -> dict[str, Any]:
     """K outer folds, each with its own CNN: no test image reaches any fitted step."""
-    classical = evaluate_on_splits(
-        fold_features,
-        y,
-        splits,
-        class_names,
-        method=f"{len(splits)} outer folds, one CNN each",
-        **kwargs,
+    method = f"{len(splits)} outer folds, one CNN each"
+    classical = evaluate_on_splits(fold_features, y, splits, class_names, method=method, **kwargs)
+    return _leakage_free(
+        f"Strict protocol ({len(splits)} outer folds, a CNN per fold)",
+        "For each outer fold a DarkNet-19 was trained only on that fold's training images; the "
+        "held-out images' features came from that CNN, and mRMR and the classifiers were fitted "
+        "inside the fold. Duplicate and near-duplicate images stay in one fold. " + note,
+        "inside each fold",
+        classical,
+        cnn,
+        kwargs,
     )
-    protocol = {
-        "title": f"Strict protocol ({len(splits)} outer folds, a CNN per fold)",
-        "description": "For each outer fold a DarkNet-19 was trained only on that fold's "
-        "training images; the held-out images' features came from that CNN, and mRMR and the "
-        "classifiers were fitted inside the fold. Duplicate and near-duplicate images stay in one "
-        "fold. " + note,
-        "leakage": {"cnn_train_images_in_test_folds": False, "selection_fitted_on_all_data": False},
-        "selection": {
-            "method": "mRMR (fscmrmr, adaptive MI), fitted inside each fold",
-            "threshold": None
-            if kwargs.get("n_features")
-            else kwargs.get("threshold", PAPER_THRESHOLD),
-            "n_features": kwargs.get("n_features"),
-        },
-        "classical": classical,
-        "timings": {"classify": classical["seconds"]},
-    }
-    if cnn:
-        protocol["cnn"] = cnn
-    return protocol
-
-
-def cnn_block(
-    metrics: dict, n_train: int, seed: int, class_names, labels=None, pred=None, split="70/30"
-) -> dict:
-    """The CNN's own held-out result in the report's schema."""
-    block = {
-        "split": split,
-        "train_fraction": 0.7,
-        "n_train": n_train,
-        "n_test": metrics["n_test"],
-        "seed": seed,
-    }
-    if labels is not None and pred is not None:
-        block["test_metrics"] = classification_metrics(labels, pred, class_names)
-    return block
-
-
-__all__ = [
-    "PAPER_THRESHOLD",
-    "paper_protocol",
-    "holdout_protocol",
-    "strict_protocol",
-    "evaluate_on_splits",
-    "cnn_block",
-    "Callable",
-]
