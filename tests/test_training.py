@@ -62,6 +62,8 @@ def test_run_directory_is_complete(image_folder: Path, tmp_path: Path):
         "checkpoints/last.safetensors",
         "checkpoints/final.safetensors",
         "checkpoints/best.json",
+        "bundle/bundle.json",
+        "bundle/MODEL_CARD.md",
     ):
         assert (run / name).is_file(), name
     history = json.loads((run / "history.json").read_text())
