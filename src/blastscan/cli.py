@@ -207,12 +207,17 @@ def extract(
         str | None, typer.Option(help="cpu, cuda ...", show_default="cuda if present, else cpu")
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
+    engine: Annotated[
+        str, typer.Option(help="auto (onnxruntime on CPU, torch on GPU), torch or onnx.")
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
     from blastscan.features import extract as run_extract
 
-    path = run_extract(model, data, out, batch_size, variant, cache_dir, device, not quiet)
+    path = run_extract(
+        model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine
+    )
     typer.echo(f"features written to {path}")
 
 

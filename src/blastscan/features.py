@@ -93,6 +93,7 @@ def extract(
     show_progress: bool = True,
     max_per_class: int | None = None,
     seed: int = 0,
+    engine: str = "auto",
 ) -> Path:
     """Write the 1000 deep features (and logits) of every image of a dataset to an .npz file.
 
@@ -117,7 +118,8 @@ def extract(
     images = D.load_images(dataset, meta["image_size"], cache_dir)
     with progress_bar(show_progress) as bar:
         task = bar.add_task("extract", total=len(images))
-        result = infer(model, images, batch_size, torch_device, lambda n: bar.advance(task, n))
+        run = _runner(model, engine, torch_device, meta["image_size"], images)
+        result = run(images, batch_size, lambda n: bar.advance(task, n))
     save_features(
         Path(out),
         result,
@@ -128,6 +130,34 @@ def extract(
         [s.sha256 for s in dataset.samples],
     )
     return Path(out)
+
+
+ENGINES = ("auto", "torch", "onnx")
+ONNX_TOLERANCE = 1e-4
+
+
+def _runner(model, engine: str, device: torch.device, image_size: int, images: np.ndarray):
+    """The fastest engine for this device: onnxruntime on CPU (about 2x eager), torch on GPU.
+
+    The ONNX graph is checked against eager PyTorch on the first images before it is trusted.
+    """
+    from blastscan.errors import BlastscanError
+
+    if engine not in ENGINES:
+        raise BlastscanError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    if engine == "torch" or (engine == "auto" and device.type != "cpu"):
+        return lambda x, b, cb: infer(model, x, b, device, cb)
+    from blastscan.export import OnnxEngine, compare, onnx_bytes
+
+    onnx_engine = OnnxEngine(onnx_bytes(model, image_size)[0])
+    error = max(compare(model, onnx_engine, images[:8]).values()) if len(images) else 0.0
+    if error > ONNX_TOLERANCE:
+        if engine == "onnx":
+            raise BlastscanError(
+                f"ONNX export differs from PyTorch by {error:.2e}; use --engine torch"
+            )
+        return lambda x, b, cb: infer(model, x, b, device, cb)
+    return onnx_engine.infer
 
 
 def load_features(path: str | Path) -> dict[str, np.ndarray]:
