@@ -32,6 +32,10 @@ if __name__ == "__main__":
     naive = rate(m, 32, torch.float32, False, steps=10)
     ml = m.to(memory_format=torch.channels_last)
     fast = rate(ml, 256, torch.bfloat16 if device.type == "cuda" else torch.float32, True)
-    out = {"device": str(torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
-           "naive_fp32_nchw_b32": naive, "bf16_channels_last_b256": fast, "ratio": fast / naive}
+    out = {
+        "device": str(torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
+        "naive_fp32_nchw_b32": naive,
+        "bf16_channels_last_b256": fast,
+        "ratio": fast / naive,
+    }
     print(json.dumps(out, indent=1))

@@ -72,9 +72,18 @@ for name, jitter, norm, epochs in variants:
     result = R.evaluate_robustness(model, images, labels, grid, batch_size=256, device=dev)
     result.update(variant=name, color_jitter=jitter, stain_norm=norm, config=meta.get("config"),
                   train_test_accuracy=res.test_metrics["accuracy"], train_seconds=t_train)  # fmt: skip
-    (out / f"robustness-{name.replace('+', '-').replace('.', '')}.json").write_text(json.dumps(result, indent=1))
-    summary[name] = {**result["summary"], "train_s": round(t_train, 1), "eval_s": round(time.time() - t - t_train, 1)}
-    b = {pt["strength"]: pt["accuracy"]["value"] for pt in result["perturbations"]["brightness"]["points"]}
+    (out / f"robustness-{name.replace('+', '-').replace('.', '')}.json").write_text(
+        json.dumps(result, indent=1)
+    )
+    summary[name] = {
+        **result["summary"],
+        "train_s": round(t_train, 1),
+        "eval_s": round(time.time() - t - t_train, 1),
+    }
+    b = {
+        pt["strength"]: pt["accuracy"]["value"]
+        for pt in result["perturbations"]["brightness"]["points"]
+    }
     print(name, json.dumps(summary[name]), {k: round(v, 4) for k, v in b.items()}, flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
 T.darknet19 = orig_build
