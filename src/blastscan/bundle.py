@@ -794,25 +794,12 @@ def _split_features(run, data_dir, model, meta, max_per_class, batch_size, show_
     from blastscan.features import infer, pick_device
     from blastscan.progress import progress_bar
 
-    split = _read_json(run / "split.json")
-    if not split.get("train"):
-        raise BlastscanError(
-            f"{run}: no split.json with training paths; was it made by blastscan train?"
-        )
-    variant = (meta.get("config") or {}).get("variant", "Original")
-    dataset = D.scan_dataset(data_dir, variant)
-    if dataset.classes != meta["classes"]:
-        raise BlastscanError(
-            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
-        )
-    by_key = {_key(s.path): i for i, s in enumerate(dataset.samples)}
+    dataset, indices = D.run_split(run, data_dir, meta)
     rng = np.random.default_rng(0)
-    parts = []
-    for name, cap in (("train", max_per_class), ("val", None)):
-        idx = np.array(
-            [by_key[k] for k in map(_key, split.get(name, [])) if k in by_key], dtype=np.int64
-        )
-        parts.append(_cap_per_class(idx, dataset.labels, cap, rng))
+    parts = [
+        _cap_per_class(indices["train"], dataset.labels, max_per_class, rng),
+        _cap_per_class(indices["val"], dataset.labels, None, rng),
+    ]
     if not len(parts[0]):
         raise BlastscanError(
             f"{data_dir}: none of the run's training images are there; "
@@ -841,12 +828,6 @@ def _load_many(paths: list[str], size: int) -> np.ndarray:
     with ThreadPoolExecutor(4) as pool:
         arrays = list(pool.map(lambda p: load_image_array(p, size), paths))
     return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
-
-
-def _key(path: str) -> str:
-    """Class folder and file name: the same image whatever folder the dataset was mounted in."""
-    p = Path(path)
-    return f"{p.parent.name}/{p.name}"
 
 
 def _cap_per_class(idx: np.ndarray, labels: np.ndarray, cap: int | None, rng) -> np.ndarray:

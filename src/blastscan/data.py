@@ -481,3 +481,45 @@ def patient_proxy_groups(
         groups[idx] = next_id + local
         next_id += int(local.max()) + 1
     return groups
+
+
+def _image_key(path: str) -> str:
+    """Class folder and file name: the same image wherever the dataset folder is mounted."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def run_split(
+    run_dir: Path, data_dir: str | Path, meta: dict
+) -> tuple[Dataset, dict[str, np.ndarray]]:
+    """The dataset a training run used, and indices of its train/val/test images in it.
+
+    Images are matched by class folder and file name, so a dataset moved or mounted elsewhere
+    still lines up with the run's split.json; a missing image is an error naming it.
+    """
+    import json
+
+    try:
+        split = json.loads((Path(run_dir) / "split.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BlastscanError(
+            f"{run_dir}: no readable split.json ({exc}); pass a training run directory"
+        ) from exc
+    variant = (meta.get("config") or {}).get("variant", "Original")
+    dataset = scan_dataset(data_dir, variant)
+    if dataset.classes != meta["classes"]:
+        raise BlastscanError(
+            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
+        )
+    position = {_image_key(s.path): i for i, s in enumerate(dataset.samples)}
+    indices = {}
+    for part in ("train", "val", "test"):
+        wanted = split.get(part, [])
+        missing = [p for p in wanted if _image_key(p) not in position]
+        if missing:
+            raise BlastscanError(
+                f"{data_dir}: {len(missing)} of the run's {len(wanted)} {part} images are not there "
+                f"(e.g. {missing[0]}); pass the dataset the run was trained on"
+            )
+        indices[part] = np.array([position[_image_key(p)] for p in wanted], dtype=np.int64)
+    return dataset, indices

@@ -21,7 +21,6 @@ in training and inference (see docs/robustness.md).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -396,37 +395,14 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
 # ------------------------------------------------------------------------------ on a run
 
 
-def _key(path: str) -> str:
-    """Class folder and file name: the same image wherever the dataset folder is mounted."""
-    p = Path(path)
-    return f"{p.parent.name}/{p.name}"
-
-
 def held_out_images(run_dir: Path, data_dir: str | Path, meta: dict, cache_dir: Path | None = None):
     """The run's held-out test images (uint8, at the model's size), labels and paths."""
     from blastscan import data as D
 
-    try:
-        split = json.loads((run_dir / "split.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BlastscanError(
-            f"{run_dir}: no readable split.json ({exc}); pass a training run directory"
-        ) from exc
-    variant = (meta.get("config") or {}).get("variant", "Original")
-    dataset = D.scan_dataset(data_dir, variant)
-    if dataset.classes != meta["classes"]:
-        raise BlastscanError(
-            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
-        )
-    by_key = {_key(s.path): i for i, s in enumerate(dataset.samples)}
-    wanted = split.get("test", [])
-    missing = [p for p in wanted if _key(p) not in by_key]
-    if not wanted or missing:
-        raise BlastscanError(
-            f"{data_dir}: {len(missing)} of the run's {len(wanted)} test images are not there "
-            f"(e.g. {missing[0] if missing else '-'}); pass the dataset the run was trained on"
-        )
-    subset = dataset.subset([by_key[_key(p)] for p in wanted])
+    dataset, indices = D.run_split(run_dir, data_dir, meta)
+    if not len(indices["test"]):
+        raise BlastscanError(f"{run_dir}: its split.json lists no test images")
+    subset = dataset.subset(indices["test"].tolist())
     images = D.load_images(subset, meta["image_size"], cache_dir)
     return images, subset.labels, subset.paths
 
