@@ -80,3 +80,23 @@ def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
     report = (out / "report.md").read_text()
     assert "lets training images into the test folds" in report and "Table 2" in report
     assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_reproduce_quick_strict_protocol_trains_one_cnn_per_fold(real_data: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["reproduce", "--data", str(real_data), "--out", str(out), "--quick", "--quiet",
+         "--protocol", "strict", "--cache-dir", str(tmp_path / "cache")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    strict = json.loads((out / "metrics.json").read_text())["protocols"]["strict"]
+    assert strict["leakage"] == {
+        "cnn_train_images_in_test_folds": False,
+        "selection_fitted_on_all_data": False,
+    }
+    assert strict["cnn"]["n_test"] == 240  # every image held out exactly once over the 3 folds
+    for k in range(3):
+        fold = json.loads((out / "strict" / f"fold{k}" / "split.json").read_text())
+        assert set(fold["test"]).isdisjoint(fold["train"] + fold["val"])

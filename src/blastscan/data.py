@@ -483,7 +483,7 @@ def patient_proxy_groups(
     return groups
 
 
-def _image_key(path: str) -> str:
+def image_key(path: str) -> str:
     """Class folder and file name: the same image wherever the dataset folder is mounted."""
     p = Path(path)
     return f"{p.parent.name}/{p.name}"
@@ -511,15 +511,15 @@ def run_split(
         raise BlastscanError(
             f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
         )
-    position = {_image_key(s.path): i for i, s in enumerate(dataset.samples)}
+    position = {image_key(s.path): i for i, s in enumerate(dataset.samples)}
     indices = {}
     for part in ("train", "val", "test"):
         wanted = split.get(part, [])
-        missing = [p for p in wanted if _image_key(p) not in position]
+        missing = [p for p in wanted if image_key(p) not in position]
         if missing:
             raise BlastscanError(
                 f"{data_dir}: {len(missing)} of the run's {len(wanted)} {part} images are not there "
                 f"(e.g. {missing[0]}); pass the dataset the run was trained on"
             )
-        indices[part] = np.array([position[_image_key(p)] for p in wanted], dtype=np.int64)
+        indices[part] = np.array([position[image_key(p)] for p in wanted], dtype=np.int64)
     return dataset, indices

@@ -53,22 +53,32 @@ def quick_options(**overrides) -> ReproduceOptions:
     )
 
 
-def _indices_of(paths: np.ndarray, wanted: list[str]) -> np.ndarray:
-    position = {p: i for i, p in enumerate(paths.tolist())}
-    missing = [p for p in wanted if p not in position]
-    if missing:
-        raise BlastscanError(
-            f"{missing[0]}: in the CNN's split but not in the features file; "
-            "extract features from the same dataset the CNN was trained on"
-        )
-    return np.array([position[p] for p in wanted], dtype=np.int64)
+def run_split_indices(paths: np.ndarray, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train (incl. validation) and test indices of a CNN run's split in a features file.
+
+    Matched by class folder and file name (`data.image_key`), like `data.run_split`, so
+    features extracted from a moved copy of the dataset still line up.
+    """
+    from blastscan.data import image_key
+
+    split = json.loads((run_dir / "split.json").read_text())
+    position = {image_key(p): i for i, p in enumerate(paths.tolist())}
+
+    def indices(wanted: list[str]) -> np.ndarray:
+        missing = [p for p in wanted if image_key(p) not in position]
+        if missing:
+            raise BlastscanError(
+                f"{missing[0]}: in the CNN's split but not in the features file; "
+                "extract features from the same dataset the CNN was trained on"
+            )
+        return np.sort(np.array([position[image_key(p)] for p in wanted], dtype=np.int64))
+
+    return indices(split["train"] + split.get("val", [])), indices(split["test"])
 
 
 def cnn_summary(cnn_dir: Path, features: dict) -> tuple[dict, np.ndarray, np.ndarray]:
     """The CNN's own held-out result, and its train/test indices into the features file."""
-    split = json.loads((cnn_dir / "split.json").read_text())
-    train_idx = _indices_of(features["paths"], split["train"] + split.get("val", []))
-    test_idx = _indices_of(features["paths"], split["test"])
+    train_idx, test_idx = run_split_indices(features["paths"], cnn_dir)
     y, names = features["y"], list(features["display_names"])
     pred = features["logits"][test_idx].argmax(1)
     block = {
@@ -76,10 +86,10 @@ def cnn_summary(cnn_dir: Path, features: dict) -> tuple[dict, np.ndarray, np.nda
         "train_fraction": 0.7,
         "n_train": int(len(train_idx)),
         "n_test": int(len(test_idx)),
-        "seed": split.get("seed", 0),
+        "seed": json.loads((cnn_dir / "split.json").read_text()).get("seed", 0),
         "test_metrics": classification_metrics(y[test_idx], pred, names),
     }
-    return block, np.sort(train_idx), np.sort(test_idx)
+    return block, train_idx, test_idx
 
 
 def _stage(timings: dict, name: str):
@@ -177,7 +187,7 @@ def reproduce(
     if "strict" in options.protocols:
         with _stage(timings, "strict_protocol"):
             protocols["strict"] = run_strict(
-                data_dir, out, options, features, strict_dir, cache_dir, show_progress, names
+                data_dir, out, options, strict_dir, cache_dir, show_progress, names
             )
 
     for key, name in (("training_accuracy", "accuracy.png"), ("training_loss", "loss.png")):
@@ -276,12 +286,10 @@ def _cnn_timings(cnn_dir: Path) -> dict:
         return {}
 
 
-def run_strict(
-    data_dir, out, options, features, strict_dir, cache_dir, show_progress, names
-) -> dict:
+def run_strict(data_dir, out, options, strict_dir, cache_dir, show_progress, names) -> dict:
     """Train one CNN per outer fold (or reuse `strict_dir/fold{k}`), then evaluate in-fold."""
     strict_dir = Path(strict_dir) if strict_dir else out / "strict"
-    fold_features, splits = [], []
+    fold_features, fold_logits, splits = [], [], []
     for k in range(options.strict_folds):
         fold_dir = strict_dir / f"fold{k}"
         fold_file = strict_dir / f"fold{k}.npz"
@@ -307,17 +315,12 @@ def run_strict(
                 seed=config.seed,
             )
         f = load_features(fold_file)
-        split = json.loads((fold_dir / "split.json").read_text())
-        train_idx = _indices_of(f["paths"], split["train"] + split.get("val", []))
-        test_idx = _indices_of(f["paths"], split["test"])
         fold_features.append(f["X"].astype(np.float64))
-        splits.append((np.sort(train_idx), np.sort(test_idx)))
-    y = fold_features and load_features(strict_dir / "fold0.npz")["y"]
+        splits.append(run_split_indices(f["paths"], fold_dir))
+        fold_logits.append(f["logits"])
+        y = f["y"]
     cnn_pred = np.concatenate(
-        [
-            load_features(strict_dir / f"fold{k}.npz")["logits"][t].argmax(1)
-            for k, (_, t) in enumerate(splits)
-        ]
+        [z[t].argmax(1) for z, (_, t) in zip(fold_logits, splits, strict=True)]
     )
     cnn_true = np.concatenate([y[t] for _, t in splits])
     cnn = {
@@ -336,5 +339,6 @@ def run_strict(
         cnn,
         presets=options.presets,
         threshold=options.threshold,
+        n_features=options.n_features,
         seed=options.seed,
     )
