@@ -26,6 +26,7 @@ from PIL import Image
 
 from blastscan.errors import BlastscanError
 from blastscan.io import atomic_write_bytes, atomic_write_json
+from blastscan.models.stain import input_norm_name
 from blastscan.predict import HEAD_CLASSICAL, HEAD_CNN, OODDetector, Prediction
 
 FORMAT = "blastscan-bundle"
@@ -457,7 +458,7 @@ def _manifest(meta, classical, ood, metrics, card_facts) -> dict[str, Any]:
         "input": {
             "size": int(meta["image_size"]),
             **INPUT_SPEC,
-            "stain_norm": bool(config.get("stain_norm", False)),
+            "input_norm": input_norm_name(config),
         },
         "outputs": {"features": 1000, "logits": len(meta["classes"])},
         "heads": {
@@ -644,9 +645,7 @@ def load_bundle(path: str | Path) -> Bundle:
     blobs = {name: read_verified(root, manifest, name) for name in manifest.get("files") or {}}
     if WEIGHTS not in blobs:
         raise BlastscanError(f"{root}: bundle.json lists no {WEIGHTS}; re-create the bundle")
-    model = darknet19(
-        len(manifest["classes"]), stain_norm=manifest["input"].get("stain_norm", False)
-    )
+    model = darknet19(len(manifest["classes"]), input_norm=input_norm_name(manifest["input"]))
     try:
         model.load_state_dict(load_tensors(blobs[WEIGHTS]))
     except (RuntimeError, ValueError) as exc:

@@ -110,11 +110,17 @@ def train(
         float | None,
         typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0"),
     ] = None,
+    input_norm: Annotated[
+        str,
+        typer.Option(
+            help="Parameter-free first layer: none; stain (standardise each image's colour); "
+            "whitepoint (red and green against the image's darkest 5%: blind to brightness, "
+            "clipping included). See docs/robustness.md.",
+        ),
+    ] = "none",
     stain_norm: Annotated[
         bool,
-        typer.Option(
-            "--stain-norm/--no-stain-norm", help="Standardise each image's colour (first layer)."
-        ),
+        typer.Option("--stain-norm/--no-stain-norm", help="Same as --input-norm stain."),
     ] = False,
     pretrained: Annotated[
         Path | None,
@@ -165,7 +171,7 @@ def train(
         lr=lr,
         image_size=image_size,
         color_jitter=color_jitter,
-        stain_norm=stain_norm,
+        input_norm="stain" if stain_norm else input_norm,
         pretrained=str(pretrained) if pretrained else None,
         seed=seed,
         variant=variant,

@@ -26,6 +26,7 @@ from blastscan.errors import BlastscanError
 from blastscan.features import infer, pick_device
 from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
 from blastscan.models import darknet19
+from blastscan.models.stain import input_norm_name
 
 log = logging.getLogger("blastscan.train")
 
@@ -53,7 +54,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # of the training part, for choosing the 'best' checkpoint
     seed: int = 0
     color_jitter: float = 0.0
-    stain_norm: bool = False  # per-image colour standardisation as the network's first layer
+    # parameter-free first layer: "none", "stain" (per-image colour standardisation) or
+    # "whitepoint" (brightness-invariant darkness of red and green); see models/stain.py
+    input_norm: str = "none"
     clip_grad_norm: float | None = None  # MATLAB's default GradientThreshold is Inf: no clipping
     label_smoothing: float = 0.0
     variant: str = "Original"
@@ -67,6 +70,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
+        values = {**values, "input_norm": input_norm_name(values)}  # old runs said stain_norm
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
@@ -454,7 +458,7 @@ def _train(
 
     labels = dataset.labels
     torch.manual_seed(config.seed)  # the initial weights are part of the run's reproducibility
-    model = darknet19(len(dataset.classes), config.pretrained, config.stain_norm).to(device)
+    model = darknet19(len(dataset.classes), config.pretrained, config.input_norm).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -710,6 +714,6 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         meta_path = ckpt.with_suffix(".json")
         raise BlastscanError(f"{meta_path}: missing or damaged metadata ({exc}); {fix}") from exc
-    model = darknet19(len(classes), stain_norm=bool((saved.get("config") or {}).get("stain_norm")))
+    model = darknet19(len(classes), input_norm=input_norm_name(saved.get("config")))
     meta = load_checkpoint(ckpt, model, fix=fix)
     return model.to(memory_format=torch.channels_last).eval(), meta

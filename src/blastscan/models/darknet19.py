@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blastscan.models.stain import StainNorm
+from blastscan.models.stain import input_norm_layer
 
 # (out_channels, kernel) per conv layer; "M" is a 2x2/2 max-pool. Straight from darknet19.cfg.
 DARKNET19_CFG: list[tuple[int, int] | str] = [
@@ -40,11 +40,11 @@ class DarkNet19(nn.Module):
     """DarkNet-19 backbone + conv19 (1000 channels) + global average pool + K-class head."""
 
     def __init__(
-        self, num_classes: int = 4, in_channels: int = 3, stain_norm: bool = False
+        self, num_classes: int = 4, in_channels: int = 3, input_norm: str = "none"
     ) -> None:
         super().__init__()
-        # Parameter-free, so checkpoints with and without it share every key.
-        self.input_norm: nn.Module = StainNorm() if stain_norm else nn.Identity()
+        # Parameter-free ("none", "stain", "whitepoint"), so every variant shares every key.
+        self.input_norm: nn.Module = input_norm_layer(input_norm)
         layers: list[nn.Module] = []
         channels = in_channels
         for item in DARKNET19_CFG:
@@ -100,10 +100,10 @@ class DarkNet19(nn.Module):
 
 
 def darknet19(
-    num_classes: int = 4, pretrained: str | None = None, stain_norm: bool = False
+    num_classes: int = 4, pretrained: str | None = None, input_norm: str = "none"
 ) -> DarkNet19:
     """Build DarkNet-19; `pretrained` is a Darknet `.weights` file or a safetensors checkpoint."""
-    model = DarkNet19(num_classes=num_classes, stain_norm=stain_norm)
+    model = DarkNet19(num_classes=num_classes, input_norm=input_norm)
     if pretrained:
         from blastscan.models.weights import load_pretrained
 

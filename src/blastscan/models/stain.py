@@ -62,3 +62,69 @@ class StainNorm(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return normalize_stain(x)
+
+
+# Darkest share of each image's pixels whose level becomes the image's own black-to-white scale.
+WHITE_POINT_QUANTILE = 0.05
+
+
+def normalize_white_point(
+    batch: torch.Tensor, quantile: float = WHITE_POINT_QUANTILE
+) -> torch.Tensor:
+    """Each image's red and green measured against their own darkest pixels; blue dropped.
+
+    Why: a brighter lamp multiplies every pixel by s and the camera clips at full scale,
+    x -> min(s x, 1). On these smears brightening by 1.3 clips nearly all of blue and most of
+    red and green (docs/robustness.md): that information is gone, and no normalisation of
+    the whole image can bring it back. What survives is the dark part of the image, the
+    nuclei and cytoplasm. Dividing a channel by its `quantile` level q (the 5% darkest pixel)
+    and clipping at 1, min(x / q, 1), is *exactly* unchanged by any s with s q <= 1, clipped
+    or not: min(min(s x, 1) / (s q), 1) = min(x / q, 1). So the network sees the same input
+    from x0.6 to x1.3 for every image whose darkest 5% stay below the clip (about 95% of
+    these images at x1.3). The price is everything brighter than q: the background and the
+    pale cytoplasm become flat. Blue is dropped because x1.3 clips it in 99.9% of pixels.
+    Returns "darkness" 1 - min(x / q, 1) in [0, 1), background 0 (what zero padding assumes).
+    """
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise BlastscanError(
+            f"normalize_white_point takes (N, 3, H, W) float batches, got {tuple(batch.shape)}"
+        )
+    x = batch.float()
+    red_green = x[:, :2]
+    flat = red_green.reshape(x.shape[0], 2, -1)
+    k = max(1, int(quantile * flat.shape[-1] + 0.5))  # int(): ONNX tracing sees a tensor
+    # torch.quantile sorts every row; the k-th smallest by topk is the same level, cheaper,
+    # and exports to ONNX (TopK).
+    level = flat.topk(k, dim=-1, largest=False).values[..., -1:].clamp_min(1.0 / 255)
+    dark = 1.0 - (red_green / level.unsqueeze(-1)).clamp(max=1.0)
+    out = torch.cat([dark, torch.zeros_like(x[:, 2:])], dim=1)
+    return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
+
+
+class WhitePointNorm(torch.nn.Module):
+    """`normalize_white_point` as a parameter-free first layer (no checkpoint keys)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize_white_point(x)
+
+
+INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
+    "none": torch.nn.Identity,
+    "stain": StainNorm,
+    "whitepoint": WhitePointNorm,
+}
+
+
+def input_norm_layer(name: str) -> torch.nn.Module:
+    """The parameter-free first layer called `name` (see INPUT_NORMS)."""
+    if name not in INPUT_NORMS:
+        raise BlastscanError(
+            f"unknown input normalisation {name!r}; choose one of {list(INPUT_NORMS)}"
+        )
+    return INPUT_NORMS[name]()
+
+
+def input_norm_name(config: dict | None) -> str:
+    """The input normalisation a saved config asks for; runs before it existed said stain_norm."""
+    config = config or {}
+    return config.get("input_norm") or ("stain" if config.get("stain_norm") else "none")
