@@ -185,3 +185,44 @@ def test_run_robustness_on_a_run_directory(image_folder, tmp_path):
     (run / "split.json").write_text(json.dumps({"train": train, "test": ["x/Benign/missing.png"]}))
     with pytest.raises(BlastscanError, match="not there"):
         R.run_robustness(run, image_folder, out, cache_dir=tmp_path / "cache", perturbations=grid)
+
+
+def test_run_robustness_scores_a_bundles_classifier_head(image_folder, tmp_path):
+    """With a bundle of the run, the features + classifier decision is what gets scored."""
+    from blastscan import data as D
+    from blastscan import training as T
+    from blastscan.bundle import bundle_from_run
+    from blastscan.models import darknet19
+
+    dataset = D.scan_dataset(image_folder)
+    run = tmp_path / "run"
+    paths = [s.path for s in dataset.samples]
+    split = {"train": paths[1::3] + paths[2::3], "val": [], "test": paths[0::3]}
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "split.json").write_text(json.dumps(split))
+    meta = {"classes": dataset.classes, "display_names": dataset.display_names, "image_size": 32,
+            "epoch": 0, "history": []}  # fmt: skip
+    torch.manual_seed(0)
+    model = darknet19(4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    T.save_checkpoint(run / "checkpoints" / "final.safetensors", model, opt, meta)
+    bundle = bundle_from_run(
+        run, tmp_path / "bundle", image_folder, classifier="Fine KNN", n_features=8,
+        show_progress=False,
+    )  # fmt: skip
+    grid = {"brightness": (1.2,)}
+    result = R.run_robustness(
+        run, image_folder, tmp_path / "out", cache_dir=tmp_path / "cache", perturbations=grid,
+        bundle=bundle,
+    )  # fmt: skip
+    assert "features+classifier" in result["scored"] and result["n"] == len(split["test"])
+    cnn = R.run_robustness(
+        run, image_folder, tmp_path / "out2", cache_dir=tmp_path / "cache", perturbations=grid
+    )
+    assert cnn["scored"] == "the CNN's softmax head"
+
+    torch.manual_seed(1)  # another network in the run: the bundle no longer belongs to it
+    other = darknet19(4)
+    T.save_checkpoint(run / "checkpoints" / "final.safetensors", other, opt, meta)
+    with pytest.raises(BlastscanError, match="not .*'s; bundle this run"):
+        R.run_robustness(run, image_folder, tmp_path / "out3", perturbations=grid, bundle=bundle)

@@ -222,7 +222,7 @@ class Bundle:
         images = self._at_input_size(np.asarray(images))
         inference = self.engine(engine, device).infer(images, batch_size, on_batch)
         cnn = inference.probabilities
-        chosen = self._head(head)
+        chosen = self.resolve_head(head)
         probs = (
             self.classical.predict_proba(inference.features, len(self.classes))
             if chosen == HEAD_CLASSICAL
@@ -242,7 +242,8 @@ class Bundle:
             prediction.ood_pixel_threshold = self.ood.pixels.threshold if self.ood.pixels else None
         return prediction
 
-    def _head(self, head: str) -> str:
+    def resolve_head(self, head: str) -> str:
+        """The head that decides: "auto" is the classical head when the bundle has one."""
         if head == "auto":
             return self.default_head
         if head == "cnn":

@@ -202,11 +202,30 @@ def _perturb_parallel(images, name, strength, pool, piece: int = 32) -> np.ndarr
     return np.concatenate(list(parts))
 
 
-def _predict(model, images, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+# images (N, H, W, 3) uint8 -> (predicted class indices, class probabilities)
+Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def model_predictor(model: torch.nn.Module, batch_size: int = 64, device=None) -> Predictor:
+    """The CNN's own softmax head."""
     from blastscan.features import infer
 
-    out = infer(model, images, batch_size=batch_size, device=device)
-    return out.logits.argmax(1), out.probabilities
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = infer(model, images, batch_size=batch_size, device=device)
+        return out.logits.argmax(1), out.probabilities
+
+    return predict
+
+
+def bundle_predictor(bundle, head: str = "auto", batch_size: int = 64) -> Predictor:
+    """A bundle's decision (by default its deep features + classifier head, the paper's
+    pipeline): what a user of `blastscan predict` gets under the shift."""
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prediction = bundle.predict(images, batch_size=batch_size, head=head)
+        return prediction.probabilities.argmax(1), prediction.probabilities
+
+    return predict
 
 
 def _point(strength, pred, proba, labels) -> dict:
@@ -219,7 +238,7 @@ def _point(strength, pred, proba, labels) -> dict:
 
 
 def evaluate_robustness(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Predictor,
     images: np.ndarray,
     labels: np.ndarray,
     perturbations: Mapping[str, Sequence[float]] = DEFAULT_GRID,
@@ -230,7 +249,9 @@ def evaluate_robustness(
 ) -> dict:
     """Accuracy (95% Wilson interval) and top-label ECE, clean and under each perturbation.
 
-    `images` is (N, H, W, 3) uint8 at the model's input size, `labels` (N,) class indices;
+    `model` is a DarkNet-19 (its softmax head is scored) or any `Predictor` (e.g.
+    `bundle_predictor`). `images` is (N, H, W, 3) uint8 at the model's input size, `labels`
+    (N,) class indices;
     `perturbations` maps a name from PERTURBATIONS to the strengths to try. Images are
     perturbed `chunk` at a time, so memory stays bounded for any N. Returns plain JSON values:
     {"n", "clean": point, "perturbations": {name: {"label", "identity", "points": [point...]}}}
@@ -247,8 +268,10 @@ def evaluate_robustness(
         raise BlastscanError(
             f"unknown perturbation(s) {unknown}; choose from {sorted(PERTURBATIONS)}"
         )
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model = model.to(device)
+    if isinstance(model, torch.nn.Module):
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        model = model_predictor(model.to(device), batch_size, device)
+    predictor = model
 
     workers = max(1, min(8, os.cpu_count() or 1))
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
@@ -259,7 +282,7 @@ def evaluate_robustness(
             part = images[start : start + chunk]
             if name is not None:
                 part = _perturb_parallel(part, name, strength, pool)
-            p, q = _predict(model, part, batch_size, device)
+            p, q = predictor(part)
             preds.append(p)
             probas.append(q)
         point = _point(
@@ -416,10 +439,14 @@ def run_robustness(
     batch_size: int = 64,
     device: str | None = None,
     which: str = "final",
+    bundle: str | Path | None = None,
+    head: str = "auto",
 ) -> dict:
     """Robustness of a training run's model on its held-out test images.
 
-    Writes `robustness.json` (the result plus provenance), `robustness.md` (the table) and
+    With `bundle` (made from this run by `blastscan bundle`), the bundle's decision is scored
+    instead of the CNN's softmax: by default its features + classifier head. Writes
+    `robustness.json` (the result plus provenance), `robustness.md` (the table) and
     `figures/robustness.png` under `out_dir`, each atomically; returns the result.
     """
     from blastscan.features import pick_device
@@ -430,15 +457,15 @@ def run_robustness(
     model, meta = load_trained_model(run_dir, which)
     torch_device = pick_device(device)
     images, labels, _ = held_out_images(run_dir, data_dir, meta, cache_dir)
-    log.info(
-        "robustness: %d test images at %d px on %s", len(images), meta["image_size"], torch_device
-    )
+    scored, what = _scored_model(model, bundle, head, batch_size, meta, run_dir)
+    log.info("robustness of %s: %d test images at %d px", what, len(images), meta["image_size"])
     result = evaluate_robustness(
-        model, images, labels, perturbations, batch_size, torch_device,
+        scored, images, labels, perturbations, batch_size, torch_device,
         on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
     )  # fmt: skip
     result = {
         "run": str(run_dir),
+        "scored": what,
         "checkpoint": which
         if which != "final" or (run_dir / "checkpoints" / "final.safetensors").is_file()
         else "last (the run has no final checkpoint yet)",
@@ -455,3 +482,25 @@ def run_robustness(
     atomic_write_text(out_dir / "robustness.md", robustness_table_markdown(result))
     plot_robustness(result, out_dir / "figures" / "robustness.png")
     return result
+
+
+def _scored_model(model, bundle, head: str, batch_size: int, meta: dict, run_dir: Path):
+    """The run's CNN, or a bundle's decision after checking it is this run's model."""
+    if bundle is None:
+        return model, "the CNN's softmax head"
+    from blastscan.bundle import load_bundle
+
+    loaded = load_bundle(bundle)
+    if loaded.classes != list(meta["classes"]) or loaded.image_size != meta["image_size"]:
+        raise BlastscanError(
+            f"{bundle}: its classes or input size differ from {run_dir}'s; "
+            "bundle this run (blastscan bundle RUN --data DIR --classifier ...)"
+        )
+    for name, tensor in model.state_dict().items():
+        if not torch.equal(tensor, loaded.model.state_dict()[name].to(tensor.device)):
+            raise BlastscanError(
+                f"{bundle}: its CNN weights are not {run_dir}'s; bundle this run "
+                "(blastscan bundle RUN --data DIR --classifier ...)"
+            )
+    chosen = loaded.resolve_head(head)
+    return bundle_predictor(loaded, head, batch_size), f"bundle {bundle}, head {chosen}"
