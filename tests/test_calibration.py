@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,18 @@ def test_run_calibration_on_a_features_file(tmp_path):
     (tmp_path / "split.json").write_text(json.dumps({"train": ["nope.png"], "test": test}))
     with pytest.raises(BlastscanError, match="not in"):
         C.run_calibration(tmp_path / "f.npz", tmp_path / "split.json", tmp_path / "o2")
+
+
+def test_holdout_calibration_fits_on_train_only_and_returns_predictions(tmp_path):
+    rng = np.random.default_rng(5)
+    y = np.repeat(np.arange(3), 30)
+    X = rng.normal(size=(90, 5)) + y[:, None] * 2.0
+    logits = np.eye(3)[y] * 4 + rng.normal(size=(90, 3))
+    train, test = np.arange(0, 90, 3), np.setdiff1d(np.arange(90), np.arange(0, 90, 3))
+    out = C.holdout_calibration(X, y, logits, train, test, tmp_path / "r.png", "Linear SVM")
+    assert out["n_train"] == 30 and out["n_test"] == 60
+    assert Path(out["figure"]).read_bytes()[:4] == b"\x89PNG"
+    for name, summary in out["models"].items():
+        assert 0 <= summary["ece"] <= 1 and 0 <= summary["brier"] <= 2
+        pred = np.asarray(out["predictions"][name])
+        assert summary["accuracy"] == pytest.approx(np.mean(pred == y[test]))

@@ -180,3 +180,34 @@ def test_metrics_round_trip_through_json(tmp_path, metrics):
 def test_report_survives_minimal_metrics(tmp_path):
     md, html = write_report(tmp_path, {"protocols": {}}, {})
     assert "Table 4" in md.read_text() and "Tusar" in html.read_text()
+
+
+def test_calibration_and_segmented_coverage_sections(tmp_path):
+    """A Segmented run with a CNN trained on Original: warning, reliability figure, coverage."""
+    from blastscan.calibration import holdout_calibration
+    from blastscan.data import coverage_summary
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 20)
+    X, logits = rng.normal(size=(80, 5)) + y[:, None], np.eye(4)[y] * 3 + rng.normal(size=(80, 4))
+    train, test = np.arange(0, 80, 2), np.arange(1, 80, 2)
+    figure = tmp_path / "figures" / "reliability_holdout.png"
+    calibration = holdout_calibration(X, y, logits, train, test, figure, "Linear SVM")
+    fractions = np.where(y == 3, 0.001, 0.1)
+    metrics = {
+        "dataset": {
+            "variant": "Segmented",
+            "foreground": coverage_summary(fractions, y, NAMES),
+        },
+        "cnn_variant": "Original",
+        "protocols": {"holdout": {"title": "Holdout", "calibration": calibration}},
+    }
+    md, html = write_report(tmp_path, metrics, {"holdout:reliability": figure})
+    text = md.read_text()
+    assert "trained on Original images; every feature here comes from Segmented" in text
+    assert "Reliability diagram" in text and "figures/reliability_holdout.png" in text
+    ece = calibration["models"]["CNN (softmax)"]["ece"]
+    assert f"{ece:.4f}" in text and "Linear SVM (Platt)" in text
+    assert "| Pro-B | 20 | 0.10% | 0.10% | 20 (100.0%) |" in text
+    assert "Other figures" not in text  # the diagram is not listed twice
+    assert html.read_text().count("<img") == 1

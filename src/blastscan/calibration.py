@@ -181,6 +181,55 @@ def plot_reliability(
     return path
 
 
+CNN_NAME = "CNN (softmax)"
+
+
+def holdout_calibration(
+    X: np.ndarray,
+    y: np.ndarray,
+    logits: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    figure: str | Path,
+    classifier: str = "Cubic SVM",
+    n_bins: int = 15,
+    seed: int = 0,
+) -> dict:
+    """Calibration of the CNN and of one classifier with probabilities on the same test images.
+
+    The CNN's probabilities are the softmax of `logits[test]`; the classifier (a
+    `blastscan.classify` preset, standardised, Platt-scaled) is fitted on `X[train]` only, so
+    neither model saw a test image. Draws the reliability diagram of both into `figure` and
+    returns JSON values: per model ECE/MCE/Brier/NLL and the curve, plus the test predictions
+    (`predictions`), so callers can break accuracy down by image without refitting.
+    """
+    from blastscan.classify import make_classifier
+
+    train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
+    y = np.asarray(y)
+    cnn = softmax(logits[test])
+    model = make_classifier(classifier, probability=True, seed=seed)
+    svm = model.fit(np.asarray(X[train], dtype=np.float64), y[train]).predict_proba(
+        np.asarray(X[test], dtype=np.float64)
+    )
+    svm_name = f"{classifier} (Platt)"
+    curves = {CNN_NAME: (cnn, y[test]), svm_name: (svm, y[test])}
+    path = plot_reliability(curves, figure, n_bins)
+    return {
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_bins": n_bins,
+        "binning": "top-label confidence, equal-width right-closed bins (Guo et al. 2017)",
+        "classifier": classifier,
+        "figure": str(path),
+        "models": {name: calibration_summary(p, t, n_bins) for name, (p, t) in curves.items()},
+        "predictions": {
+            CNN_NAME: cnn.argmax(1).astype(int).tolist(),
+            svm_name: svm.argmax(1).astype(int).tolist(),
+        },
+    }
+
+
 def run_calibration(
     features: str | Path,
     split: str | Path,
@@ -199,7 +248,6 @@ def run_calibration(
     """
     import json
 
-    from blastscan.classify import make_classifier
     from blastscan.features import load_features
 
     arrays = load_features(features)
@@ -219,26 +267,25 @@ def run_calibration(
         )
     train = np.array([index[p] for p in train_paths], dtype=np.int64)
     test = np.array([index[p] for p in parts["test"]], dtype=np.int64)
-    X, y = arrays["X"].astype(np.float64), arrays["y"]
-    cnn = softmax(arrays["logits"][test])
-    clf = make_classifier(classifier, probability=True, seed=seed).fit(X[train], y[train])
-    svm = clf.predict_proba(X[test])
     out_dir = Path(out_dir)
+    result = holdout_calibration(
+        arrays["X"],
+        arrays["y"],
+        arrays["logits"],
+        train,
+        test,
+        out_dir / "figures" / "reliability.png",
+        classifier,
+        n_bins,
+        seed,
+    )
     payload = {
         "split": str(split),
         "features": str(features),
-        "n_test": len(test),
+        "n_test": result["n_test"],
         "n_bins": n_bins,
-        "binning": "top-label confidence, equal-width right-closed bins (Guo et al. 2017)",
-        "models": {
-            "CNN (softmax)": calibration_summary(cnn, y[test], n_bins),
-            f"{classifier} (Platt)": calibration_summary(svm, y[test], n_bins),
-        },
+        "binning": result["binning"],
+        "models": result["models"],
     }
-    plot_reliability(
-        {"CNN (softmax)": (cnn, y[test]), f"{classifier} (Platt)": (svm, y[test])},
-        out_dir / "figures" / "reliability.png",
-        n_bins,
-    )
     atomic_write_json(out_dir / "calibration.json", payload)
     return payload

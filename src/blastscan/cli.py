@@ -219,12 +219,14 @@ def extract(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
+    from blastscan.distributed import is_main_process
     from blastscan.features import extract as run_extract
 
     path = run_extract(
         model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine
     )
-    typer.echo(f"features written to {path}")
+    if is_main_process():  # under torchrun rank 0 alone wrote the file
+        typer.echo(f"features written to {path}")
 
 
 # ---------------------------------------------------------------- select / evaluate
@@ -425,6 +427,13 @@ def reproduce(
         Path | None, typer.Option(help="Reuse fold{k}/ runs and fold{k}.npz features from here.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits and training.")] = 0,
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="Image set in the Kaggle layout: Original or Segmented. With --cnn, features "
+            "of this set come from that CNN, whatever set it was trained on."
+        ),
+    ] = "Original",
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
@@ -432,6 +441,7 @@ def reproduce(
     import logging
     from dataclasses import replace
 
+    from blastscan.data import KAGGLE_VARIANTS
     from blastscan.reproduce import ReproduceOptions, quick_options
     from blastscan.reproduce import reproduce as run
     from blastscan.training import recipe_config
@@ -457,6 +467,9 @@ def reproduce(
             epochs=epochs or options.train_config.epochs,
             image_size=image_size or options.train_config.image_size,
         )
+    if variant not in KAGGLE_VARIANTS:
+        raise BlastscanError(f"--variant {variant}: choose one of {', '.join(KAGGLE_VARIANTS)}")
+    options.train_config = replace(options.train_config, variant=variant)
     run_dir = run(
         data,
         out,
@@ -549,13 +562,14 @@ def predict(
     from rich.console import Console
 
     from blastscan.bundle import load_bundle
-    from blastscan.predict import predict_files, results_table, write_results
+    from blastscan.distributed import is_main_process
+    from blastscan.predict import predict_sharded, results_table, write_results
     from blastscan.progress import progress_bar
 
     loaded = load_bundle(bundle)
-    with progress_bar(not quiet) as bar:
+    with progress_bar(not quiet and is_main_process()) as bar:
         task = bar.add_task("predict", total=None)
-        run = predict_files(
+        run = predict_sharded(
             loaded,
             images,
             batch_size,
@@ -564,6 +578,8 @@ def predict(
             on_progress=lambda n: bar.advance(task, n),
             on_total=lambda n: bar.update(task, total=n),
         )
+    if run is None:  # another torchrun rank: rank 0 writes the merged results
+        return
     if not quiet:
         Console().print(results_table(run))
     if out:
@@ -642,6 +658,51 @@ def serve(
     from blastscan.serve import serve as run_server
 
     run_server(bundle, host, port, max_concurrent)
+
+
+@app.command()
+@friendly_errors
+def robustness(
+    run: Annotated[Path, typer.Argument(help="Training run directory (its held-out test images).")],
+    data: Annotated[Path, typer.Option(help="Dataset folder the run was trained on.")],
+    out: Annotated[Path, typer.Option(help="Where robustness.json/.md and the figure go.")],
+    perturbation: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these perturbations (repeatable): brightness, contrast, hue, stain, "
+            "blur, jpeg.",
+            show_default="all, each at its default strengths",
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Score this bundle of the run (its features+classifier head)."),
+    ] = None,
+    head: Annotated[str, typer.Option(help="With --bundle: auto, cnn or classical.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
+) -> None:
+    """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts."""
+    from blastscan.robustness import DEFAULT_GRID, run_robustness
+
+    unknown = sorted(set(perturbation or []) - set(DEFAULT_GRID))
+    if unknown:
+        raise BlastscanError(
+            f"unknown perturbation(s) {unknown}; choose from {sorted(DEFAULT_GRID)}"
+        )
+    grid = {k: v for k, v in DEFAULT_GRID.items() if not perturbation or k in perturbation}
+    result = run_robustness(
+        run, data, out, perturbations=grid, batch_size=batch_size, device=device,
+        bundle=bundle, head=head,
+    )  # fmt: skip
+    summary = result["summary"]
+    line = f"{result['scored']}: clean {summary['clean_accuracy']:.1%}"
+    if bright := summary.get("brightness_0.7_1.3_worst"):
+        line += f"; brightness x0.7-x1.3 worst {bright['accuracy']:.1%} (x{bright['strength']:g})"
+    if worst := summary.get("worst"):
+        line += f"; worst {worst['accuracy']:.1%} ({worst['perturbation']} {worst['strength']:g})"
+    typer.echo(line)
+    typer.echo(f"-> {Path(out) / 'robustness.md'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

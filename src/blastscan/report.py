@@ -204,6 +204,8 @@ def _header(metrics: dict[str, Any]) -> list[Block]:
     ]
     facts = [
         ("Data set", ds.get("name", "ALL")),
+        ("Image set", ds.get("variant")),
+        ("CNN trained on", metrics.get("cnn_variant")),
         ("Images", ds.get("n_images")),
         ("Classes", ", ".join(ds.get("class_names", [])) or None),
         ("Created", metrics.get("created")),
@@ -215,7 +217,19 @@ def _header(metrics: dict[str, Any]) -> list[Block]:
     rows = [[k, str(v)] for k, v in facts if v is not None]
     if rows:
         blocks.append(Block("table", Table(["", ""], rows)))
+    cnn_variant, variant = metrics.get("cnn_variant"), ds.get("variant")
+    if cnn_variant and variant and cnn_variant != variant:
+        blocks.append(Block("warn", _CROSS_VARIANT.format(cnn=cnn_variant, data=variant)))
     return blocks
+
+
+_CROSS_VARIANT = (
+    "**The CNN was trained on {cnn} images; every feature here comes from {data} images.** "
+    "The same file names exist in both sets, so the CNN's 70/30 split carries over by name: the "
+    "{data} images of its 30% test split are unseen, but the {data} images of its 70% are "
+    "renderings of images it was trained on. The CNN rows measure how a {cnn}-trained network "
+    "transfers; the classical rows measure how far its features still separate the classes."
+)
 
 
 def _protocol_section(metrics: dict[str, Any]) -> list[Block]:
@@ -426,6 +440,84 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
+def _calibration_section(metrics: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
+    """Reliability diagram and ECE/Brier of the CNN and the SVM on the holdout test images."""
+    calibration = _protocols(metrics).get("holdout", {}).get("calibration")
+    if not calibration:
+        return []
+    rows = [
+        [
+            model,
+            str(m["n"]),
+            f"{100 * m['accuracy']:.2f}%",
+            f"{100 * m['mean_confidence']:.2f}%",
+            f"{m['ece']:.4f}",
+            f"{m['mce']:.3f}",
+            f"{m['brier']:.4f}",
+            f"{m['nll']:.3f}",
+        ]
+        for model, m in calibration["models"].items()
+    ]
+    header = ["Model", "Test images", "Accuracy", "Mean confidence", "ECE", "MCE", "Brier", "NLL"]
+    caption = (
+        f"Holdout protocol: the CNN's softmax and {calibration['classifier']} (fitted on the 70% "
+        "with Platt-scaled probabilities) on the same test images. ECE: top-label expected "
+        f"calibration error over {calibration['n_bins']} equal-width confidence bins (0 is "
+        "perfect); MCE: the worst bin's gap; Brier: multiclass Brier score (0 is perfect, 2 "
+        "worst)."
+    )
+    blocks = [
+        _h(2, "Calibration: reliability diagram and expected calibration error"),
+        _p(
+            "Not in the paper. A confident model is only useful if its confidence means "
+            "something: of the images it labels with 90% confidence, about 90% should be right."
+        ),
+        Block("table", Table(header, rows, caption)),
+    ]
+    path = _figure(figures, "holdout", "reliability")
+    if path is not None:
+        caption = "Reliability diagram (holdout test images): accuracy against confidence per bin"
+        blocks.append(Block("figure", Figure(path, caption)))
+    return blocks
+
+
+def _coverage_section(metrics: dict[str, Any]) -> list[Block]:
+    """Segmented runs: how much of each image is cell, per class, and accuracy on empty ones."""
+    coverage = metrics.get("dataset", {}).get("foreground")
+    if not coverage:
+        return []
+    rows = [
+        [
+            name,
+            str(c["n"]),
+            f"{100 * c['median_foreground']:.2f}%",
+            f"{100 * c['p10_foreground']:.2f}%",
+            f"{c['nearly_empty']} ({100 * c['nearly_empty_fraction']:.1f}%)",
+        ]
+        for name, c in coverage["per_class"].items()
+    ]
+    header = ["Class", "Images", "Median foreground", "10th percentile", "Nearly empty"]
+    blocks = [
+        _h(2, "Segmented images: how much cell each image shows"),
+        Block("table", Table(header, rows, f"Rule: {coverage['rule']}.")),
+    ]
+    empty = _protocols(metrics).get("holdout", {}).get("nearly_empty")
+    if empty and empty["n_test"]:
+        by_class = ", ".join(f"{k} {v}" for k, v in empty["by_class"].items() if v)
+        rows = [
+            [model, fmt_pct(acc), fmt_pct(empty["accuracy_rest"][model])]
+            for model, acc in empty["accuracy"].items()
+        ]
+        header = ["Model", f"Nearly empty ({empty['n_test']})", "All other test images"]
+        caption = (
+            f"Holdout test images ({by_class} nearly empty). Nearly empty images are almost "
+            "all Pro-B, so 'empty' alone points to Pro-B: high accuracy on them need not mean "
+            "the model sees cells."
+        )
+        blocks.append(Block("table", Table(header, rows, caption)))
+    return blocks
+
+
 def _table4_section(metrics: dict[str, Any]) -> list[Block]:
     rows = [
         [study, method, fmt_paper(acc), "as published"] for study, method, acc in PAPER["table4"]
@@ -487,7 +579,7 @@ def _figures_for(
 
 
 def _other_figures(figures: dict[str, Path]) -> list[Block]:
-    known = ("training_accuracy", "training_loss", "mrmr_scores", "confusion:")
+    known = ("training_accuracy", "training_loss", "mrmr_scores", "confusion:", "reliability")
     extra = {k: v for k, v in figures.items() if not any(part in k for part in known)}
     if not extra:
         return []
@@ -506,6 +598,8 @@ def build_report(run_dir: Path, metrics: dict[str, Any], figures: dict[str, Path
         *_table2_section(metrics),
         *_table3_section(metrics),
         *_figure6_section(run_dir, metrics, figures),
+        *_calibration_section(metrics, figures),
+        *_coverage_section(metrics),
         *_table4_section(metrics),
         *_timings_section(metrics),
         *_other_figures(figures),

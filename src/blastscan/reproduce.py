@@ -154,8 +154,11 @@ def reproduce(
                 seed=options.train_config.seed,
             )
     features = load_features(features_path)
-    _check_subset(features, cnn_dir)
+    variant = options.train_config.variant
+    _check_subset(features, cnn_dir, variant)
     cnn, train_idx, test_idx = cnn_summary(cnn_dir, features)
+    cnn_variant = _cnn_variant(cnn_dir)
+    cnn.update(trained_on=cnn_variant, evaluated_on=variant)
     X, y, names = features["X"].astype(np.float64), features["y"], list(features["display_names"])
     rows = np.sort(np.concatenate([train_idx, test_idx]))  # the images the CNN's run used
     common = dict(
@@ -184,6 +187,11 @@ def reproduce(
     if "holdout" in options.protocols:
         with _stage(timings, "holdout_protocol"):
             protocols["holdout"] = holdout_protocol(X, y, train_idx, test_idx, names, cnn, **common)
+        with _stage(timings, "calibration"):
+            protocols["holdout"]["calibration"] = _calibration(
+                features, train_idx, test_idx, out, options.seed
+            )
+        figures["holdout:reliability"] = out / protocols["holdout"]["calibration"]["figure"]
     if "strict" in options.protocols:
         with _stage(timings, "strict_protocol"):
             protocols["strict"] = run_strict(
@@ -198,17 +206,105 @@ def reproduce(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "blastscan_version": __version__,
         "quick": options.quick,
-        "dataset": _dataset_block(features, rows, names),
+        "dataset": _dataset_block(features, rows, names, variant),
         "cnn_run": str(cnn_dir),
+        "cnn_variant": cnn_variant,
         "timings": {**_cnn_timings(cnn_dir), **timings},
         "protocols": protocols,
     }
+    if variant == "Segmented":
+        with _stage(timings, "coverage"):
+            _add_coverage(metrics, data_dir, features, rows, test_idx)
+    protocols.get("holdout", {}).get("calibration", {}).pop("predictions", None)  # per image
     atomic_write_json(out / "metrics.json", metrics)
     from blastscan.report import write_report
 
     write_report(out, metrics, figures)
-    write_run_bundle(cnn_dir, out / "bundle", data_dir, options, show_progress)
+    if cnn_variant != variant:
+        log.info("CNN trained on %s, features of %s: no bundle written", cnn_variant, variant)
+    else:
+        write_run_bundle(cnn_dir, out / "bundle", data_dir, options, show_progress)
     return out
+
+
+def _cnn_variant(cnn_dir: Path) -> str:
+    """The image set (Original or Segmented) a training run was trained on, from its config."""
+    try:
+        return json.loads((cnn_dir / "config.json").read_text()).get("variant", "Original")
+    except (OSError, ValueError):
+        return "Original"
+
+
+def _calibration(
+    features: dict, train_idx: np.ndarray, test_idx: np.ndarray, out: Path, seed: int
+) -> dict:
+    """Reliability of the CNN's softmax and of the paper's SVM row (Platt) on the holdout 30%.
+
+    The SVM is fitted on all deep features of the 70% (mRMR at the paper's threshold keeps all
+    of them anyway), standardised inside the pipeline, so no test image reaches a fitted step.
+    """
+    from blastscan.calibration import holdout_calibration
+    from blastscan.classify import PAPER_ROWS
+
+    figure = Path("figures") / "reliability_holdout.png"
+    result = holdout_calibration(
+        features["X"],
+        features["y"],
+        features["logits"],
+        train_idx,
+        test_idx,
+        out / figure,
+        classifier=PAPER_ROWS["SVM"],
+        seed=seed,
+    )
+    return {**result, "figure": figure.as_posix()}
+
+
+def _add_coverage(
+    metrics: dict, data_dir, features: dict, rows: np.ndarray, test_idx: np.ndarray
+) -> None:
+    """Segmented only: how empty the images are per class, and holdout accuracy on the emptiest.
+
+    Nearly empty images are almost all Pro-B, so "empty" alone predicts the class; accuracy on
+    them says whether a model learned cells or emptiness.
+    """
+    from blastscan.data import (
+        NEARLY_EMPTY_BELOW,
+        coverage_summary,
+        foreground_fractions,
+        image_key,
+        resolve_class_root,
+    )
+
+    root = resolve_class_root(data_dir, "Segmented")
+    files = [root / image_key(p) for p in features["paths"].tolist()]
+    fractions = np.full(len(files), np.nan)
+    fractions[rows] = foreground_fractions([files[i] for i in rows])
+    y, names = features["y"], list(features["display_names"])
+    metrics["dataset"]["foreground"] = coverage_summary(fractions[rows], y[rows], names)
+    holdout = metrics["protocols"].get("holdout")
+    if holdout and "calibration" in holdout:
+        empty = fractions[test_idx] < NEARLY_EMPTY_BELOW
+        holdout["nearly_empty"] = _subset_accuracy(
+            holdout["calibration"], y[test_idx], empty, names
+        )
+
+
+def _subset_accuracy(calibration: dict, y_test: np.ndarray, mask: np.ndarray, names: list) -> dict:
+    """Accuracy (Wilson 95%) of each calibrated model on the masked test images and the rest."""
+    from blastscan.evaluation import proportion
+
+    block: dict = {
+        "n_test": int(mask.sum()),
+        "by_class": {n: int(np.sum(mask & (y_test == k))) for k, n in enumerate(names)},
+        "accuracy": {},
+        "accuracy_rest": {},
+    }
+    for model, pred in calibration["predictions"].items():
+        right = np.asarray(pred) == y_test
+        block["accuracy"][model] = proportion(int(right[mask].sum()), int(mask.sum()))
+        block["accuracy_rest"][model] = proportion(int(right[~mask].sum()), int((~mask).sum()))
+    return block
 
 
 def write_run_bundle(
@@ -259,19 +355,30 @@ def group_protocol(X, y, paths, names, cnn, options: ReproduceOptions, common: d
     return protocol
 
 
-def _check_subset(features: dict, cnn_dir: Path) -> None:
+def _check_subset(features: dict, cnn_dir: Path, variant: str = "Original") -> None:
+    """Features must carry paths/logits, come from the asked-for image set, and match a run."""
+    from blastscan.data import KAGGLE_VARIANTS
+
     if "paths" not in features or "logits" not in features:
         raise BlastscanError("features file lacks paths/logits; re-run blastscan extract")
+    sets = {Path(p).parent.parent.name for p in features["paths"].tolist()}
+    other = (sets & set(KAGGLE_VARIANTS)) - {variant}
+    if other:
+        raise BlastscanError(
+            f"features file holds {sorted(other)[0]} images but --variant is {variant}; "
+            "extract features of the same image set"
+        )
     if not (cnn_dir / "split.json").exists():
         raise BlastscanError(
             f"{cnn_dir}: no split.json; pass the CNN's training run directory with --cnn"
         )
 
 
-def _dataset_block(features: dict, rows: np.ndarray, names: list[str]) -> dict:
+def _dataset_block(features: dict, rows: np.ndarray, names: list[str], variant: str) -> dict:
     y = features["y"][rows]
     return {
         "name": "ALL (Aria et al., Taleqani Hospital)",
+        "variant": variant,
         "n_images": int(len(rows)),
         "class_names": names,
         "class_counts": {n: int((y == i).sum()) for i, n in enumerate(names)},
