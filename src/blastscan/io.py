@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,31 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of the temporary names that the writes here use."""
+    return name.startswith(".") and (
+        name.endswith(".tmp") or name.startswith(".tmp") or ".old-" in name
+    )
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete what writes killed mid-way left anywhere under `folder`; returns what went.
+
+    A SIGKILL skips the clean-up in `atomic_write`, so its `.name.XXXX.tmp` file stays behind,
+    and safetensors' `save_file` leaves its own `.tmpXXXXXX` beside it; `bundle.write_bundle`
+    leaves a `.name.XXXX.tmp` folder or a `.name.old-PID` folder. Call this only while no other
+    process writes there (a run directory, as its run starts).
+    """
+    folder = Path(folder)
+    stale = [p for p in folder.rglob(".*") if is_temporary(p.name)] if folder.is_dir() else []
+    for path in sorted(stale, key=lambda p: len(p.parts)):  # parents first
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
@@ -38,10 +64,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def to_json(obj: Any) -> str:
+    """The JSON text blastscan writes (numpy scalars and arrays, and paths, allowed)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(
-        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    )
+    atomic_write_text(path, to_json(obj))
 
 
 def atomic_save_npy(path: Path, array) -> None:

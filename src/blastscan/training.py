@@ -7,6 +7,7 @@ checkpoint of epoch e continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -19,12 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from blastscan import data as D
 from blastscan.errors import BlastscanError
 from blastscan.features import infer, pick_device
-from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
+from blastscan.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    to_json,
+)
 from blastscan.models import darknet19
 from blastscan.models.stain import input_norm_name
 
@@ -251,30 +258,39 @@ def init_distributed(requested_device: str | None) -> tuple[Distributed, torch.d
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, meta: dict) -> None:
-    """Model and optimizer tensors in one safetensors file, metadata in JSON beside it."""
+    """Model and optimizer tensors in one safetensors file, metadata in JSON beside it.
+
+    The two files cannot be replaced together, so the tensors' header carries the metadata too
+    and is what `load_checkpoint` trusts: a kill between the two writes leaves the JSON one
+    checkpoint ahead, never tensors without their epoch. The JSON goes first, so a `final` that
+    exists always has its JSON (readers take the classes from it).
+    """
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, param in enumerate(optimizer.param_groups[0]["params"]):
         buf = optimizer.state.get(param, {}).get("momentum_buffer")
         if buf is not None:
             tensors[f"optim.{i}.momentum_buffer"] = buf.detach().cpu().contiguous()
-    stamp = {"format": CHECKPOINT_FORMAT, "epoch": str(meta["epoch"])}
+    text = to_json({**meta, "format": CHECKPOINT_FORMAT})
+    stamp = {"format": CHECKPOINT_FORMAT, "epoch": str(meta["epoch"]), "meta": text}
+    atomic_write_text(path.with_suffix(".json"), text)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=stamp))
-    atomic_write_json(path.with_suffix(".json"), {**meta, "format": CHECKPOINT_FORMAT})
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer=None, fix: str = RESTART) -> dict:
-    """Restore model (and optimizer) from a checkpoint; returns its JSON metadata.
+    """Restore model (and optimizer) from a checkpoint; returns its metadata.
 
-    A missing, truncated or mismatched checkpoint raises BlastscanError ending in `fix`.
+    The metadata comes from the tensors' header (written with them), or from the JSON beside
+    them for checkpoints older than that. A missing, truncated or mismatched checkpoint raises
+    BlastscanError ending in `fix`.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
 
     meta_path = path.with_suffix(".json")
     try:
-        import json
-
-        meta = json.loads(meta_path.read_text())
-        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        meta = json.loads(header["meta"] if "meta" in header else meta_path.read_text())
     except (OSError, ValueError, SafetensorError) as exc:
         raise BlastscanError(f"{path}: checkpoint missing or damaged ({exc}); {fix}") from exc
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
@@ -378,13 +394,13 @@ def evaluate_logits(model, images, labels, batch_size, device) -> tuple[float, f
 
 
 def prepare_run_dir(out: Path, resume: bool) -> None:
+    """Refuse to overwrite a run; drop the temp files of writes that a kill cut short."""
     last = out / "checkpoints" / "last.safetensors"
     if out.exists() and last.exists() and not resume:
         raise BlastscanError(
             f"{out}: already holds a training run; pass --resume or choose another --out"
         )
-    if resume and not last.exists():
-        raise BlastscanError(f"{out}: no checkpoint to resume from; run without --resume")
+    remove_stale_temporaries(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
 
@@ -411,6 +427,8 @@ def train(
     Under `torchrun` this trains with DistributedDataParallel; rank 0 alone writes files.
     """
     out = Path(out)
+    # Killed before its first checkpoint, a run has nothing to resume: it starts again.
+    resume = resume and (out / "checkpoints" / "last.safetensors").exists()
     dist, device = init_distributed(config.device)
     if not dist.main:
         dist.barrier()  # wait until rank 0 has checked and created the run directory
@@ -558,6 +576,8 @@ def _train(
         print(f"rank {dist.rank} weights checksum {checksum:.12e}", file=sys.stderr, flush=True)
     if not dist.main:
         return TrainResult(out, history, {}, seconds)
+    if history:  # again: a kill may have come between the last checkpoint and its history
+        write_history(out, history)
     if not (out / "checkpoints" / "final.safetensors").exists():
         recompute_bn_statistics(model, train_images, 2 * config.batch_size, device)
         save_checkpoint(
