@@ -222,3 +222,92 @@ def test_browser_uploads_an_image_and_sees_the_result(live_server, tmp_path):
     pixels = np.asarray(picture.convert("RGB"), dtype=np.float32)
     assert picture.format == "PNG" and picture.width >= 800 and shot.stat().st_size > 20_000
     assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
+
+
+# ---------------------------------------------------------------- many files, slow clients
+
+
+@pytest.mark.parametrize("count", [2, 50])
+def test_many_files_in_one_request_are_refused(client, count):
+    files = [("file", (f"s{i}.png", png(32, seed=i), "image/png")) for i in range(count)]
+    response = client.post("/api/predict?explain=false", files=files)
+    assert response.status_code == 400
+    assert "Too many files" in response.json()["detail"]
+
+
+@pytest.fixture
+def server_with_short_body_timeout(bundle):
+    """uvicorn on a free loopback port; a request body must arrive within 3 s."""
+    import uvicorn
+
+    port = _free_port()
+    app = S.create_app(bundle, body_timeout=3.0)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", limit_concurrency=64)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+def _upload_head(port: int) -> socket.socket:
+    """Open a connection and send the headers and the start of a 100 kB multipart upload."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    part = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n\x89PNG"
+    )
+    head = (
+        "POST /api/predict HTTP/1.1\r\nHost: test\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+    )
+    sock.sendall(head.encode() + part)
+    return sock
+
+
+def _reply(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    return b"".join(chunks)
+
+
+def _trickle(sock: socket.socket, stop: threading.Event) -> None:
+    """A client that keeps sending one byte every 0.1 s: alive, but never done."""
+    try:
+        while not stop.wait(0.1):
+            sock.sendall(b"x")
+    except OSError:
+        pass  # the server closed the connection: what should happen
+
+
+def test_stalled_and_trickling_uploads_do_not_block_others_and_get_a_408(
+    server_with_short_body_timeout,
+):
+    import httpx
+
+    port = server_with_short_body_timeout
+    stalled = [_upload_head(port) for _ in range(4)]
+    trickler, stop = _upload_head(port), threading.Event()
+    threading.Thread(target=_trickle, args=(trickler, stop), daemon=True).start()
+    start = time.monotonic()
+    normal = httpx.post(
+        f"http://127.0.0.1:{port}/api/predict?explain=false",
+        files={"file": ("s.png", png(), "image/png")},
+        timeout=15,
+    )
+    normal_seconds = time.monotonic() - start
+    assert normal.status_code == 200 and normal_seconds < 3.0, normal_seconds  # before any 408
+    for sock in [*stalled, trickler]:
+        reply = _reply(sock)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"request body not received within 3 s" in reply
+    stop.set()
+    assert time.monotonic() - start < 10, "the 408s must come at the 3 s deadline"

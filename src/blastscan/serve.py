@@ -2,8 +2,9 @@
 
 `create_app(bundle)` builds a FastAPI app: GET / (upload page), POST /api/predict (multipart
 field `file`), GET /health, and FastAPI's /openapi.json and /docs. Uploads are limited in size
-(413) and type (415); the model runs in a worker thread (never on the event loop) behind a
-bounded semaphore, so a burst of uploads queues instead of piling onto the CPU.
+(413), type (415), number of parts (400) and the time their body takes to arrive (408); the
+model runs in a worker thread (never on the event loop) behind a bounded semaphore, so a burst
+of uploads queues instead of piling onto the CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from blastscan.errors import BlastscanError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file in a multipart body
+BODY_TIMEOUT_S = 30.0  # a 10 MiB upload at 3 Mbit/s; slower or stalled clients get a 408
+MAX_FILES = 1  # one image per request: the page sends each file in a request of its own
+MAX_FIELDS = 8  # other form fields, which the API ignores
+MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this, so idle connections cannot pile up
 ALLOWED_TYPES = {
     "image/jpeg",
     "image/png",
@@ -72,6 +77,46 @@ class UploadLimit:
         await self.app(scope, limited_receive, send)
 
 
+class BodyTimeout:
+    """ASGI middleware: the whole request body must arrive within `seconds`, or 408.
+
+    uvicorn (h11) times out idle keep-alive connections but not a body that trickles in or
+    stalls. Such a client never blocks the others (the wait is on the event loop), but without
+    a deadline each one would hold a connection and a half-spooled upload for ever. The 408
+    closes the connection, since the rest of its body will not be read.
+    """
+
+    def __init__(self, app, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        body_done = False
+
+        async def timed_receive():
+            nonlocal body_done
+            if body_done:  # later receives wait for a disconnect: not the body's deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"request body not received within {self.seconds:g} s; "
+                    "send the upload again from a faster connection",
+                    headers={"Connection": "close"},
+                ) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
 async def _json_response(scope, receive, send, status: int, detail: str) -> None:
     from starlette.responses import JSONResponse
 
@@ -84,6 +129,7 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_concurrent: int = 1,
     engine: str = "torch",
+    body_timeout: float = BODY_TIMEOUT_S,
 ):
     """The FastAPI app for one bundle (loaded and verified once, at start)."""
     model = as_bundle(bundle)
@@ -93,8 +139,11 @@ def create_app(
         version=model.manifest["versions"].get("blastscan", "?"),
         description="ALL subtype classification of blood smear images. "
         "Research use only; not a diagnostic device.",
+        # The multipart parser refuses more parts than this before spooling them (400).
+        form_limits={"max_files": MAX_FILES, "max_fields": MAX_FIELDS},
     )
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(BodyTimeout, seconds=body_timeout)  # outermost: covers every receive
     app.state.bundle = model
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -212,6 +261,7 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        limit_concurrency=MAX_CONNECTIONS,
     )
 
 
