@@ -2,6 +2,10 @@
 budget and time limit, zero 5xx expected, latency percentiles and the server's memory.
 
     .venv/bin/python benchmarks/load_test.py BUNDLE IMAGE [--clients 8 --seconds 30 --budget 2000]
+
+For a soak, give it minutes and a large budget (`--seconds 240 --budget 100000`): the server's
+RSS is sampled every second and reported per minute, with its growth over the second half of
+the run (near zero when memory has plateaued).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def bad_requests(url: str) -> dict[str, int]:
         "wrong content type": {"files": {"file": ("x.txt", b"hello", "text/plain")}},
         "oversized": {"files": {"file": ("big.jpg", b"\xff" * (11 * 1024 * 1024), "image/jpeg")}},
         "no file field": {"data": {"other": "1"}},
+        "many files": {"files": [("file", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(50)]},
         "malformed multipart": {
             "content": b"--x\r\nbroken",
             "headers": {"content-type": "multipart/form-data; boundary=x"},
@@ -58,6 +63,17 @@ def bad_requests(url: str) -> dict[str, int]:
     return {
         name: httpx.post(f"{url}/api/predict", timeout=30, **kw).status_code
         for name, kw in cases.items()
+    }
+
+
+def rss_trend(seconds: list[float], rss: list[float]) -> dict[str, object]:
+    """RSS at the end of each minute, and its growth over the second half of the run."""
+    t, mb = np.array(seconds), np.array(rss)
+    by_minute = [float(mb[t <= m * 60][-1]) for m in range(1, int(t[-1] // 60) + 1)]
+    half = t >= t[-1] / 2
+    return {
+        "rss_mb_by_minute": [round(v, 1) for v in by_minute],
+        "rss_mb_growth_second_half": float(mb[half].max() - mb[half][0]) if half.any() else 0.0,
     }
 
 
@@ -81,6 +97,8 @@ def main() -> None:
         rss_start = rss_mb(server.pid)
         latencies, statuses, lock = [], [], threading.Lock()
         memory = [rss_start]
+        sampled_at = [0.0]
+        began = time.time()
         stop = time.time() + args.seconds
 
         def client() -> None:
@@ -102,6 +120,7 @@ def main() -> None:
             t.start()
         while any(t.is_alive() for t in threads):
             memory.append(rss_mb(server.pid))
+            sampled_at.append(time.time() - began)
             time.sleep(1)
         lat = np.array(latencies) * 1000
         result = {
@@ -111,6 +130,7 @@ def main() -> None:
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
             "throughput_rps": len(statuses) / max(1e-9, min(args.seconds, time.time() - stop + args.seconds)),
             "rss_mb_start": rss_start, "rss_mb_peak": max(memory), "rss_mb_end": memory[-1],
+            **rss_trend(sampled_at, memory),
             "bad_requests": bad_requests(url),
             "server_alive_after": server.poll() is None,
         }  # fmt: skip
