@@ -85,18 +85,25 @@ def test_export_needs_a_format(tmp_path_factory):
     assert result.exit_code == 2 and "--onnx" in result.output
 
 
+def test_legacy_exporter_goes_first():
+    from test_bundle import tiny_model
+
+    _, exporter = E.onnx_bytes(tiny_model(), SIZE)
+    assert "legacy" in exporter
+
+
 @pytest.mark.slow
-def test_legacy_exporter_is_the_fallback(monkeypatch):
+def test_dynamo_exporter_is_the_fallback(monkeypatch):
     from test_bundle import tiny_model
 
     def broken(*args, **kwargs):
-        raise RuntimeError("dynamo cannot export this")
+        raise RuntimeError("the legacy exporter cannot export this")
 
-    monkeypatch.setattr(E, "_export_dynamo", broken)
+    monkeypatch.setattr(E, "_export_legacy", broken)
     model = tiny_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data, exporter = E.onnx_bytes(model, SIZE)
-    assert "legacy" in exporter and any("legacy exporter" in str(w.message) for w in caught)
+    assert "dynamo" in exporter and any("dynamo exporter" in str(w.message) for w in caught)
     errors = E.compare(model, E.OnnxEngine(data), synthetic_smears(3, SIZE, seed=2))
     assert max(errors.values()) < 1e-4

@@ -51,23 +51,30 @@ class ExportReport:
 
 
 def onnx_bytes(model: torch.nn.Module, image_size: int, opset: int = OPSET) -> tuple[bytes, str]:
-    """Serialised ONNX model and the exporter that made it: torch.export (dynamo) first, then
-    the TorchScript-based legacy exporter if dynamo fails on this torch version."""
+    """Serialised ONNX model and the exporter that made it.
+
+    The TorchScript-based exporter goes first: on DarkNet-19 it is 3-15x faster than
+    torch.export (dynamo), whose ~10 s `extract --engine auto` paid on every run
+    (benchmarks/bench_onnx_export.py; docs/benchmarks.md).
+    Dynamo is the fallback for a model or torch version the legacy exporter fails on. Either
+    graph is checked against eager PyTorch by the caller before it is used.
+    """
     wrapper = FeaturesAndLogits(cpu_copy(model)).eval()
     example = torch.rand(2, 3, image_size, image_size)
     names = {"input_names": ["input"], "output_names": ["features", "logits"]}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         try:
-            _export_dynamo(wrapper, example, path, opset, names)
-            exporter = f"torch.onnx dynamo (torch {torch.__version__})"
-        except Exception as exc:  # any failure of the new exporter: fall back, say so
-            warnings.warn(
-                f"dynamo ONNX export failed ({exc!r:.200}); using the legacy exporter", stacklevel=2
-            )
-            path.unlink(missing_ok=True)
             _export_legacy(wrapper, example, path, opset, names)
             exporter = f"torch.onnx legacy TorchScript (torch {torch.__version__})"
+        except Exception as exc:  # any failure of the fast exporter: fall back, say so
+            warnings.warn(
+                f"legacy ONNX export failed ({exc!r:.200}); using the dynamo exporter",
+                stacklevel=2,
+            )
+            path.unlink(missing_ok=True)
+            _export_dynamo(wrapper, example, path, opset, names)
+            exporter = f"torch.onnx dynamo (torch {torch.__version__})"
         return path.read_bytes(), exporter
 
 
@@ -121,7 +128,9 @@ def cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """This process's share of the cores: all of them, or 1/N under torchrun with N per node."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 class OnnxEngine:
@@ -209,7 +218,7 @@ def export_onnx(
         )
     info = {
         "file": ONNX,
-        "opset": opset,
+        "opset": _opset_of(data),
         "exporter": exporter,
         "dynamic_axes": {"input": [0], "features": [0], "logits": [0]},
         "inputs": {"input": ["batch", 3, bundle.image_size, bundle.image_size]},
@@ -227,6 +236,14 @@ def export_onnx(
         len(pixels),
         source,
     )
+
+
+def _opset_of(data: bytes) -> int:
+    """The ONNX opset the file declares: 17 from the legacy exporter, `opset` from dynamo."""
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _ort_version() -> str:

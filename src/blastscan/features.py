@@ -98,31 +98,41 @@ def extract(
     """Write the 1000 deep features (and logits) of every image of a dataset to an .npz file.
 
     `max_per_class`/`seed` pick the same stratified subset training picked (quick runs).
+    Under torchrun each rank decodes and runs every world-th image only; rank 0 gathers the
+    rows and writes the one file, identical in order to a single-process run's.
     """
     from blastscan import data as D
+    from blastscan.distributed import finish, gather, shard, unshard_rows
     from blastscan.progress import progress_bar
-    from blastscan.training import configure_threads, limit_per_class, load_trained_model
+    from blastscan.training import (
+        configure_threads,
+        init_distributed,
+        limit_per_class,
+        load_trained_model,
+    )
 
     configure_threads()
+    dist, torch_device = init_distributed(device)
     model, meta = load_trained_model(model_dir)
-    torch_device = pick_device(device)
     model = model.to(torch_device)
     dataset = limit_per_class(D.scan_dataset(data_dir, variant), max_per_class, seed)
-    if dataset.classes != meta["classes"]:
-        from blastscan.errors import BlastscanError
-
-        raise BlastscanError(
-            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}; "
-            "pass the dataset (and --variant) the model was trained on"
-        )
-    images = D.load_images(dataset, meta["image_size"], cache_dir)
-    with progress_bar(show_progress) as bar:
+    _check_classes(dataset.classes, meta["classes"], data_dir)
+    mine = dataset.subset(shard(dist, range(len(dataset.samples))))
+    images = D.load_images(mine, meta["image_size"], cache_dir)
+    with progress_bar(show_progress and dist.main) as bar:
         task = bar.add_task("extract", total=len(images))
-        run = _runner(model, engine, torch_device, meta["image_size"], images)
+        run = _runner(model, engine, torch_device, meta["image_size"], images, dist)
         result = run(images, batch_size, lambda n: bar.advance(task, n))
+    parts = gather(dist, result)
+    finish(dist)
+    if parts is None:  # not rank 0: rank 0 writes everyone's rows
+        return Path(out)
+    merged = Inference(
+        unshard_rows([p.features for p in parts]), unshard_rows([p.logits for p in parts])
+    )
     save_features(
         Path(out),
-        result,
+        merged,
         dataset.labels,
         dataset.classes,
         dataset.display_names,
@@ -132,14 +142,29 @@ def extract(
     return Path(out)
 
 
+def _check_classes(found: list[str], trained: list[str], data_dir: str | Path) -> None:
+    """Feature rows are only meaningful with the label indices the model was trained on."""
+    if found != trained:
+        from blastscan.errors import BlastscanError
+
+        raise BlastscanError(
+            f"{data_dir}: classes {found} differ from the model's {trained}; "
+            "pass the dataset (and --variant) the model was trained on"
+        )
+
+
 ENGINES = ("auto", "torch", "onnx")
 ONNX_TOLERANCE = 1e-4
 
 
-def _runner(model, engine: str, device: torch.device, image_size: int, images: np.ndarray):
+def _runner(
+    model, engine: str, device: torch.device, image_size: int, images: np.ndarray, dist=None
+):
     """The fastest engine for this device: onnxruntime on CPU (about 2x eager), torch on GPU.
 
-    The ONNX graph is checked against eager PyTorch on the first images before it is trusted.
+    The ONNX graph is checked against eager PyTorch on the first images before it is trusted;
+    under torchrun (`dist`) it is trusted only if it passed on every rank, so that all rows of
+    one features file come from the same engine.
     """
     from blastscan.errors import BlastscanError
 
@@ -151,10 +176,14 @@ def _runner(model, engine: str, device: torch.device, image_size: int, images: n
 
     onnx_engine = OnnxEngine(onnx_bytes(model, image_size)[0])
     error = max(compare(model, onnx_engine, images[:8]).values()) if len(images) else 0.0
-    if error > ONNX_TOLERANCE:
+    failed = float(error > ONNX_TOLERANCE)
+    if dist is not None:
+        failed = dist.sum(failed)[0]  # ranks that failed the check: all ranks see the count
+    if failed:
         if engine == "onnx":
             raise BlastscanError(
-                f"ONNX export differs from PyTorch by {error:.2e}; use --engine torch"
+                f"ONNX export differs from PyTorch by {error:.2e} (here, or on another rank); "
+                "use --engine torch"
             )
         return lambda x, b, cb: infer(model, x, b, device, cb)
     return onnx_engine.infer
