@@ -2,19 +2,29 @@
 
 Synthetic data shaped like the DarkNet-19 deep features: non-negative (ReLU of a sparse factor
 model, so features are correlated in groups) with a 4-class signal in the factors, class sizes
-as in the dataset. If runs/full/features.npz exists (keys X, y) it is ranked too. Figure 5 of
-each ranking is written next to the JSON.
+as in the dataset. The real deep features are ranked too when one of REAL_CANDIDATES exists
+(keys X, y). Figure 5 of each ranking is written next to the JSON.
 
-    .venv/bin/python benchmarks/bench_mrmr.py [--out runs/bench/bench_mrmr.json]
+`--baseline FILE` also times another version of the selector module on the same data in the
+same process (old and new alternate, so both see the same machine load) and checks that it
+gives the same ranking and scores, e.g. before and after a speed-up:
+
+    git show REV:src/blastscan/selection.py > /tmp/selection_before.py
+    .venv/bin/python benchmarks/bench_mrmr.py --only real --baseline /tmp/selection_before.py
+
+    .venv/bin/python benchmarks/bench_mrmr.py [--out runs/bench/bench_mrmr.json] [--n-jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import platform
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -29,7 +39,7 @@ from blastscan.selection import (
 )
 
 CLASS_SIZES = (504, 985, 963, 804)  # Benign, Early Pre-B, Pre-B, Pro-B: 3256 images
-REAL = Path("runs/full/features.npz")
+REAL_CANDIDATES = (Path("runs/gpu/features-paper.npz"), Path("runs/full/features.npz"))
 
 
 def synthetic_features(
@@ -61,16 +71,48 @@ def linear_head_features(n_hidden: int = 1024, n_features: int = 1000, seed: int
     return (hidden @ weights / np.sqrt(n_hidden)).astype(np.float32), y
 
 
-def time_fit(X: np.ndarray, y: np.ndarray, threshold: float = 0.25, figure: Path | None = None):
-    """Wall and CPU time of MRMR(threshold).fit, what it selected, and optionally Figure 5."""
+def load_module(path: Path) -> ModuleType:
+    """Another version of blastscan/selection.py, imported under its own name."""
+    spec = importlib.util.spec_from_file_location("selection_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def timed_fit(selector, X: np.ndarray, y: np.ndarray):
+    """(fitted selector, wall seconds, CPU seconds of this process, all threads)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    sel = MRMR(threshold=threshold).fit(X, y)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    selector.fit(X, y)
+    return selector, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def time_fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    threshold: float = 0.25,
+    figure: Path | None = None,
+    n_jobs: int = -1,
+    baseline: ModuleType | None = None,
+):
+    """Wall and CPU time of MRMR(threshold).fit, what it selected, and optionally Figure 5.
+
+    With `baseline`, its MRMR is fitted first on the same data and must agree exactly."""
+    out = {}
+    if baseline is not None:
+        old, wall, cpu = timed_fit(baseline.MRMR(threshold=threshold), X, y)
+        out["baseline"] = {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2)}
+    sel, wall, cpu = timed_fit(MRMR(threshold=threshold, n_jobs=n_jobs), X, y)
+    if baseline is not None:
+        same = np.array_equal(old.ranking_, sel.ranking_) and np.array_equal(
+            old.scores_, sel.scores_
+        )
+        out["baseline"]["identical_ranking_and_scores"] = bool(same)
     scores = sel.scores_
     if figure is not None:
         plot_mrmr_scores(scores, threshold, figure)
     return {
         "shape": list(X.shape),
+        "n_jobs": n_jobs,
         "seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2),
         "threshold": threshold,
@@ -78,6 +120,7 @@ def time_fit(X: np.ndarray, y: np.ndarray, threshold: float = 0.25, figure: Path
         "n_zero_relevance": int((sel.relevance_ <= 0).sum()),
         "n_inf_scores": int(np.isinf(scores).sum()),
         "first_ten": sel.ranking_[:10].tolist(),
+        **out,
     }
 
 
@@ -105,32 +148,41 @@ def bias(n: int = 3256, pairs: int = 50, seed: int = 1) -> dict:
     return out
 
 
+def datasets(only: set[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The data sets to rank, by name (those in `only`, if given)."""
+    # "synthetic": 40 factors, sparse loadings, much noise; "synthetic_strong": 5 factors in
+    # every feature, little noise: deep partitions; "real": the DarkNet-19 features
+    makers = {
+        "synthetic": lambda: synthetic_features(),
+        "synthetic_strong": lambda: synthetic_features(n_factors=5, density=1.0, noise=(0.1, 0.1)),
+        "synthetic_linear_head": linear_head_features,
+    }
+    real = next((path for path in REAL_CANDIDATES if path.exists()), None)
+    if real is not None:
+        makers["real"] = lambda: tuple(np.load(real)[key] for key in ("X", "y"))
+    return {name: make() for name, make in makers.items() if only is None or name in only}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench_mrmr.json"))
+    parser.add_argument("--only", nargs="+", help="data set names (default: all, and the bias)")
+    parser.add_argument("--n-jobs", type=int, default=-1, help="MRMR n_jobs (default -1)")
+    parser.add_argument("--baseline", type=Path, help="another selection.py to time and compare")
     args = parser.parse_args()
     result = {
         "machine": f"{platform.processor() or platform.machine()}, "
-        f"{len(__import__('os').sched_getaffinity(0))} cores"
+        f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}"
     }
-    result["bias"] = bias()
-    print("bias:", json.dumps(result["bias"]))
-    # "synthetic": 40 factors, sparse loadings, much noise; "synthetic_strong": 5 factors in
-    # every feature, little noise: deep partitions, the slow case
-    cases = {
-        "synthetic": {},
-        "synthetic_strong": {"n_factors": 5, "density": 1.0, "noise": (0.1, 0.1)},
-    }
-    datasets = {name: synthetic_features(**params) for name, params in cases.items()}
-    datasets["synthetic_linear_head"] = linear_head_features()
-    for name, (X, y) in datasets.items():
-        result[name] = time_fit(X, y, figure=args.out.with_name(f"{name}_scores.png"))
-        print(f"{name}:", json.dumps(result[name]))
-    if REAL.exists():
-        data = np.load(REAL)
-        figure = args.out.with_name("real_scores.png")
-        result["real"] = time_fit(data["X"], data["y"], figure=figure)
-        print("real:", json.dumps(result["real"]))
+    if args.only is None:
+        result["bias"] = bias()
+        print("bias:", json.dumps(result["bias"]))
+    baseline = load_module(args.baseline) if args.baseline else None
+    for name, (X, y) in datasets(set(args.only) if args.only else None).items():
+        figure = args.out.with_name(f"{name}_scores.png")
+        result[name] = time_fit(X, y, figure=figure, n_jobs=args.n_jobs, baseline=baseline)
+        print(f"{name}:", json.dumps(result[name]), flush=True)
+    result["load_average_after"] = round(os.getloadavg()[0], 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

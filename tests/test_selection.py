@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +332,89 @@ def test_plot_mrmr_scores_writes_png(tmp_path):
 @parametrize_with_checks([MRMR(), MRMR(n_features=2), MRMR(estimator="plugin")])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# --------------------------------------------------------------------------------------------
+# Threads
+
+
+def correlated_data(seed: int, n: int = 800, m: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy copies of one class-dependent factor (deep partitions), with a 3-class y."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    factor = rng.normal(size=(n, 1)) + y[:, None]
+    return factor + rng.uniform(0.05, 1.0, m) * rng.normal(size=(n, m)), y
+
+
+def test_threads_give_the_same_mutual_information_bit_for_bit():
+    X, _ = correlated_data(0)
+    bins = equiprobable_bins(X)
+    cand = np.arange(1, X.shape[1])
+    one = AdaptiveMI(bins)(0, cand)
+    assert one.min() > 0.1 and one.max() > 0.7  # deep partitions: every level is exercised
+    for threads in (2, 3):
+        np.testing.assert_array_equal(AdaptiveMI(bins, n_threads=threads)(0, cand), one)
+
+
+def test_n_jobs_does_not_change_the_ranking_or_scores():
+    X, y = correlated_data(1)
+    one = MRMR(n_jobs=1).fit(X, y)
+    two = MRMR(n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(two.ranking_, one.ranking_)
+    np.testing.assert_array_equal(two.scores_, one.scores_)
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True])
+def test_invalid_n_jobs_raise(n_jobs):
+    X, y = mixed_data(0, n=50)
+    with pytest.raises(ValueError):
+        MRMR(n_jobs=n_jobs).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# MATLAB's documentation example: fscmrmr on UCI ionosphere (docs/mrmr.md, "Fidelity")
+
+IONOSPHERE = Path(__file__).parent / "data" / "ionosphere.csv"
+# [idx, scores] = fscmrmr(X, Y) as MATLAB prints it (1-based; the first 30 of 34 of each)
+MATLAB_IDX = [5, 4, 1, 7, 24, 29, 12, 3, 34, 33, 15, 21, 9, 32, 31, 27, 25, 8, 13, 19, 30, 6]
+MATLAB_IDX += [23, 10, 11, 17, 16, 14, 2, 18]
+MATLAB_SCORES = [0.0662, 0, 0.0214, 0.0756, 0.2905, 0.0068, 0.0345, 0.0085, 0.0128, 0.0063]
+MATLAB_SCORES += [0.0023, 0.0274, 0.0079, 0.0007, 0.0145, 0.0014, 0.0018, 0, 0.0073, 0]
+MATLAB_SCORES += [0.0141, 0, 0.0066, 0.0310, 0.0086, 0, 0.0098, 0, 0.0280, 0.0072]
+
+
+@pytest.fixture(scope="module")
+def ionosphere() -> MRMR:
+    rows = np.loadtxt(IONOSPHERE, delimiter=",", dtype=str)
+    return MRMR().fit(rows[:, :34].astype(float), rows[:, 34])
+
+
+def test_ionosphere_agrees_with_matlab_where_it_does(ionosphere):
+    """What we reproduce of fscmrmr's documentation example (not its scores: see the docs)."""
+    sel = ionosphere
+    assert sel.ranking_[0] + 1 == MATLAB_IDX[0]  # the most relevant feature
+    assert sel.relevance_[4] == pytest.approx(0.2905, abs=0.05)  # MATLAB's first score
+    # MATLAB scores exactly 0 and appends in input order (zero relevance): so do we
+    zero = [j for j in range(30) if MATLAB_SCORES[j] == 0]
+    assert (sel.relevance_[zero] == 0).all() and (sel.scores_[zero] == 0).all()
+    tail = [j for j in sel.ranking_ if sel.relevance_[j] == 0]
+    assert tail == sorted(tail) and set(zero) <= set(tail)
+    # the order agrees in the large: Spearman correlation of positions over MATLAB's 30
+    position = np.argsort(sel.ranking_)
+    rho = np.corrcoef(position[np.array(MATLAB_IDX) - 1], np.arange(30))[0, 1]
+    assert rho > 0.6
+
+
+def test_ionosphere_matlab_scores_cannot_be_miq(ionosphere):
+    """Feature 1 is binary, so I(x1; y) is the plug-in value of its 2 x 2 table whatever the
+    estimator, and any partition estimate of I(x1; z) is at most ln 2: its MIQ is at least
+    I(x1; y) / ln 2, yet MATLAB scores it 0.0662 (docs/mrmr.md, "Fidelity")."""
+    rows = np.loadtxt(IONOSPHERE, delimiter=",", dtype=str)
+    x1, good = rows[:, 0].astype(float), rows[:, 34] == "g"
+    table = np.array([[np.sum((x1 == v) & (good == g)) for g in (0, 1)] for v in (0, 1)])
+    p = table / table.sum()
+    expected = p.sum(1, keepdims=True) * p.sum(0, keepdims=True)
+    cells = zip(*np.nonzero(p), strict=True)
+    plugin = sum(p[i, j] * math.log(p[i, j] / expected[i, j]) for i, j in cells)
+    assert ionosphere.relevance_[0] == pytest.approx(plugin, abs=1e-12)
+    assert MATLAB_SCORES[0] < plugin / math.log(2)
