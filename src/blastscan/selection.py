@@ -19,9 +19,14 @@ see docs/mrmr.md), which is why the adaptive estimator is the default and "plugi
 for comparison.
 
 No library implements the Darbellay-Vajda partition, so it is written here. It is vectorised
-across the candidate features: the first two levels of every pair's partition (where almost all
-samples are) run as dense byte and bit-count operations over a (candidates x samples) matrix,
-deeper levels on the few remaining samples.
+across the candidate features: the first two levels of every pair's partition run as dense byte
+and bit-count operations over a (candidates x samples) matrix, the samples of the third level's
+cells are extracted from it densely too, and deeper levels work on flat per-sample arrays (where
+strongly dependent features spend most of their time). Candidates can be split across threads
+(`n_jobs`); numpy releases the GIL in these passes and the result does not change.
+
+`scores_` is the MIQ at selection. MATLAB's `scores` are on another, smaller scale that no
+definition tried reproduces (docs/mrmr.md, "Fidelity to MATLAB").
 """
 
 from __future__ import annotations
