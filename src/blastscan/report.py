@@ -227,8 +227,8 @@ _CROSS_VARIANT = (
     "**The CNN was trained on {cnn} images; every feature here comes from {data} images.** "
     "The same file names exist in both sets, so the CNN's 70/30 split carries over by name: the "
     "{data} images of its 30% test split are unseen, but the {data} images of its 70% are "
-    "renderings of images it was trained on. The CNN rows measure how a {cnn}-trained network "
-    "transfers; the classical rows measure how far its features still separate the classes."
+    "renderings of images it was trained on. The CNN rows measure how the network trained on "
+    "{cnn} transfers; the classical rows measure how far its features still separate the classes."
 )
 
 
