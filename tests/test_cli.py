@@ -90,7 +90,9 @@ def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
     )  # fmt: skip
     assert shifted.exit_code == 0, shifted.output
     saved = json.loads((tmp_path / "rob" / "robustness.json").read_text())
-    assert "head features+classifier" in saved["scored"] and list(saved["perturbations"]) == ["brightness"]
+    assert "head features+classifier" in saved["scored"] and list(saved["perturbations"]) == [
+        "brightness"
+    ]
     assert "brightness x0.7-x1.3 worst" in shifted.output
     _assert_calibration_reported(out, metrics)
     _assert_segmented_run_with_the_original_cnn(real_data, tmp_path, out / "cnn")
