@@ -45,6 +45,7 @@ TRUSTED_TYPES = [
     "blastscan.classify.MatlabSVC",
     "blastscan.classify._BinaryLearner",
     "blastscan.classify.KernelNB",
+    "blastscan.classify.Float32MLPClassifier",
     "blastscan.classify.squared_inverse",
 ]
 DEFAULT_DATA = "Peripheral blood smear images of acute lymphoblastic leukemia and benign cases."

@@ -32,15 +32,18 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 from blastscan.errors import BlastscanError
 
 # --------------------------------------------------------------------------------------------
-# Optional acceleration: scikit-learn-intelex (the `fast` extra) if installed, else plain sklearn.
+# Optional acceleration: scikit-learn-intelex (the `fast` extra), only when asked for.
 
 
 def _accelerated_class(module: str, name: str, fallback: type) -> type:
-    """sklearnex's drop-in class when it is installed and not disabled; the sklearn one otherwise.
+    """sklearnex's drop-in class when BLASTSCAN_SKLEARNEX=1 and it loads; the sklearn one else.
 
-    Set BLASTSCAN_NO_SKLEARNEX=1 to force plain scikit-learn (e.g. to compare results).
+    Opt-in, because measured here it does not pay and it breaks bundles: Fine KNN's 10-fold CV
+    took 0.9-0.8x the time of plain scikit-learn (same accuracy), and skops aborts the whole
+    process ("no pybind11-registered base types") when a bundle saves an sklearnex KNN.
+    See docs/benchmarks.md, "Classical stage".
     """
-    if os.environ.get("BLASTSCAN_NO_SKLEARNEX"):
+    if os.environ.get("BLASTSCAN_SKLEARNEX") != "1":
         return fallback
     try:
         return getattr(importlib.import_module(f"sklearnex.{module}"), name)
@@ -48,7 +51,8 @@ def _accelerated_class(module: str, name: str, fallback: type) -> type:
         return fallback
 
 
-# SVMs run libsvm on kernels computed here with BLAS, which sklearnex cannot take over; KNN can.
+# SVMs run libsvm on kernels computed here with BLAS, which sklearnex cannot take over (its
+# SVC on the same precomputed kernel fitted 2x slower); KNN can, when asked for.
 KNeighborsClassifier: type = _accelerated_class("neighbors", "KNeighborsClassifier", _SklearnKNN)
 
 
@@ -403,9 +407,43 @@ def _svm(kernel: str, order: int = 3, scale: float | str = "auto", by_sqrt_p: bo
     return build
 
 
+class Float32MLPClassifier(MLPClassifier):
+    """MLPClassifier fed float32 features, fitted with one BLAS thread: same solver, faster.
+
+    L-BFGS over the 100k weights of the Wide Neural Network spends its time in small BLAS calls,
+    where waking and syncing BLAS threads costs more than the work (one fold in the main
+    process: 19 s with every core, 4.4 s with one thread), and float32 input roughly halves
+    the rest (2.2 s; scipy hands float64 weights back, so those stay float64). Cross-validation
+    already runs one fold per core with one BLAS thread each. Accuracy is unchanged within
+    noise (docs/benchmarks.md, "Classical stage").
+    """
+
+    def fit(self, X: Any, y: Any) -> Float32MLPClassifier:
+        with _one_blas_thread():
+            return super().fit(_float32(X), y)
+
+    def predict(self, X: Any) -> np.ndarray:
+        with _one_blas_thread():
+            return super().predict(_float32(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        with _one_blas_thread():
+            return super().predict_proba(_float32(X))
+
+
+def _float32(X: Any) -> np.ndarray:
+    return np.asarray(X, dtype=np.float32)
+
+
+def _one_blas_thread():
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _ann(layers: tuple[int, ...]):
     def build(seed: int, probability: bool) -> BaseEstimator:
-        return MLPClassifier(
+        return Float32MLPClassifier(
             hidden_layer_sizes=layers,
             activation="relu",
             solver="lbfgs",
