@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from blastscan.selection import (
+    ENGINES,
     MRMR,
     AdaptiveMI,
     PluginMI,
@@ -184,11 +185,12 @@ def test_bins_match_reference(n_bins):
         assert got[:, j].tolist() == ref_bins(X[:, j].tolist(), n_bins)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(4))
-def test_adaptive_mi_matches_reference(seed):
+def test_adaptive_mi_matches_reference(seed, engine):
     X, _ = mixed_data(seed)
     bins = equiprobable_bins(X, [256, 16, 8, 256][seed])
-    mi = AdaptiveMI(bins)
+    mi = AdaptiveMI(bins, engine=engine)
     cols = [bins[:, j].tolist() for j in range(bins.shape[1])]
     for z in range(bins.shape[1]):
         others = np.delete(np.arange(bins.shape[1]), z)
@@ -302,6 +304,7 @@ def test_n_features_keeps_the_top_of_the_ranking():
         {"estimator": "knn"},
         {"n_bins": 300},
         {"alpha": 1.5},
+        {"engine": "cython"},
     ],
 )
 def test_invalid_parameters_raise(params):
@@ -346,22 +349,77 @@ def correlated_data(seed: int, n: int = 800, m: int = 120) -> tuple[np.ndarray, 
     return factor + rng.uniform(0.05, 1.0, m) * rng.normal(size=(n, m)), y
 
 
-def test_threads_give_the_same_mutual_information_bit_for_bit():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_threads_give_the_same_mutual_information_bit_for_bit(engine):
     X, _ = correlated_data(0)
     bins = equiprobable_bins(X)
     cand = np.arange(1, X.shape[1])
-    one = AdaptiveMI(bins)(0, cand)
+    one = AdaptiveMI(bins, engine=engine)(0, cand)
     assert one.min() > 0.1 and one.max() > 0.7  # deep partitions: every level is exercised
     for threads in (2, 3):
-        np.testing.assert_array_equal(AdaptiveMI(bins, n_threads=threads)(0, cand), one)
+        mi = AdaptiveMI(bins, n_threads=threads, engine=engine)
+        np.testing.assert_array_equal(mi(0, cand), one)
 
 
-def test_n_jobs_does_not_change_the_ranking_or_scores():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_n_jobs_does_not_change_the_ranking_or_scores(engine):
     X, y = correlated_data(1)
-    one = MRMR(n_jobs=1).fit(X, y)
-    two = MRMR(n_jobs=2).fit(X, y)
+    one = MRMR(n_jobs=1, engine=engine).fit(X, y)
+    two = MRMR(n_jobs=2, engine=engine).fit(X, y)
     np.testing.assert_array_equal(two.ranking_, one.ranking_)
     np.testing.assert_array_equal(two.scores_, one.scores_)
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled kernel against the numpy engine
+
+
+def assert_same_mi(bins: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """Every pair's I(z; x) from both engines: the same zeros, the rest within rounding."""
+    fast, slow = AdaptiveMI(bins, alpha, engine="numba"), AdaptiveMI(bins, alpha, engine="numpy")
+    values = []
+    for z in range(bins.shape[1]):
+        cand = np.delete(np.arange(bins.shape[1]), z)
+        a, b = fast(z, cand), slow(z, cand)
+        np.testing.assert_array_equal(a == 0, b == 0)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+        values.append(b)
+    return np.concatenate(values)
+
+
+@pytest.mark.parametrize(
+    ("make", "n_bins", "alpha"),
+    [
+        (lambda: correlated_data(2, n=800, m=30)[0], 256, ALPHA),  # deep partitions
+        (lambda: correlated_data(3, n=517, m=20)[0], 256, 0.5),  # small cells open (n % 64 != 0)
+        (lambda: mixed_data(6, n=333, m=12)[0], 256, ALPHA),  # ties, constant, 3 values
+        (lambda: mixed_data(7, n=300, m=12)[0], 6, 0.2),  # few bins: heavy ties
+        (lambda: correlated_data(4, n=40, m=10)[0], 256, 0.9),  # tiny n, nearly every cut
+    ],
+)
+def test_numba_engine_matches_numpy_engine(make, n_bins, alpha):
+    values = assert_same_mi(equiprobable_bins(make(), n_bins), alpha)
+    assert (values > 0).any()
+
+
+def test_numba_engine_matches_numpy_engine_on_heavy_ties():
+    """ReLU-like features: half the samples share the lowest bin, so median cuts hit ties."""
+    rng = np.random.default_rng(8)
+    factor = rng.normal(size=(1200, 1))
+    X = np.maximum(factor + rng.uniform(0.1, 1.5, 16) * rng.normal(size=(1200, 16)), 0)
+    X[:, 3] = np.round(X[:, 3], 1)
+    values = assert_same_mi(equiprobable_bins(X))
+    assert (values > 0.3).any()
+
+
+def test_engines_give_the_same_ranking_and_scores():
+    X, y = correlated_data(5, n=600, m=60)
+    fast = MRMR(engine="numba").fit(X, y)
+    slow = MRMR(engine="numpy").fit(X, y)
+    np.testing.assert_array_equal(fast.ranking_, slow.ranking_)
+    np.testing.assert_allclose(fast.scores_, slow.scores_, rtol=1e-12)
+    np.testing.assert_allclose(fast.redundancy_, slow.redundancy_, rtol=1e-12)
+    np.testing.assert_array_equal(fast.relevance_, slow.relevance_)
 
 
 @pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True])
