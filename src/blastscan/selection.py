@@ -298,10 +298,9 @@ class AdaptiveMI:
     def __call__(self, z: int, cand: np.ndarray) -> np.ndarray:
         """I(z; x) in nats for every feature index x in `cand`.
 
-        With `n_threads` > 1 the candidates are shared among that many threads (numba's, or
-        chunks in a thread pool with numpy, which releases the GIL in the per-sample passes);
-        every pair's partition only involves its own cells, so the result is the same, bit for
-        bit.
+        With `n_threads` > 1 the candidates are shared among that many threads (the compiled
+        kernel releases the GIL; numpy releases it in the per-sample passes); every pair's
+        partition only involves its own cells, so the result is the same, bit for bit.
         """
         if self.engine == "numba":
             return self._kernel(z, cand, self._tables, self.threshold, self.n_threads)
