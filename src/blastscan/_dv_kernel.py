@@ -9,8 +9,9 @@ there) and so the order of the final sum differ, which changes the result by rou
 Each pair is partitioned on its own, with an explicit stack. A cell's samples are a contiguous
 segment of a per-thread buffer holding each sample's two bins as one uint16 (z bin << 8 | x bin).
 The root's samples are laid out in the pick's sort order, and every cut partitions a segment
-stably, so each cell's segment stays sorted by z bin: its z median is a binary search, its x
-median a histogram pass. Pairs that do not cut their root (independent ones) only cost an AND +
+stably into the other of two buffers, so each cell's segment stays sorted by z bin: its z
+median is a binary search, its x median and 2 x 2 counts one pass building x histograms of its
+z-low and z-high parts. Pairs that do not cut their root (independent ones) only cost an AND +
 popcount of two bit-packed "below the median" rows. Candidates are shared among threads (the
 kernel releases the GIL), one pair at a time per thread, so the result does not depend on the
 number of threads.
@@ -79,7 +80,7 @@ def _lower_bound(buf, lo, hi, key):
 
 @numba.njit(cache=True)
 def _pair(z, x, codes, order, sorted_codes, cum, cut, low, low_words, threshold, scratch):
-    """I(z; x) of one pair; `scratch` holds the buffers (_Scratch)."""
+    """I(z; x) of one pair; `scratch`: the buffers dv_information allocates once."""
     n = codes.shape[1]
     zcut, zlow, xcut, xlow = cut[z], low[z], cut[x], low[x]
     if not (0 < zlow < n and 0 < xlow < n):
