@@ -5,21 +5,67 @@ takes every world-th image (`shard`, as training splits its batches) and sends i
 rank 0 (`gather`), which alone writes the merged result in the single-process order
 (`unshard`). Run plainly, a process is rank 0 of 1 and all of this is a no-op.
 
-The process-group handling itself is training's `Distributed` / `init_distributed`, reused here.
+Training uses the same `Distributed` / `init_distributed` for its DistributedDataParallel
+steps, and `configure_threads` for every command that runs the network.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 
-if TYPE_CHECKING:
-    from blastscan.training import Distributed
+from blastscan.features import pick_device
 
 T = TypeVar("T")
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op work, shared fairly between processes of one torchrun node."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (cores or 1) // local_world))
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def sum(self, *values: float) -> list[float]:
+        """Sum numbers over all ranks (loss, correct, seen), so every rank logs the global figure."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+
+def init_distributed(requested_device: str | None) -> tuple[Distributed, torch.device]:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on GPU), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(requested_device)
+    if world <= 1:
+        return Distributed(), device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(torch.distributed.get_rank(), torch.distributed.get_world_size()), device
 
 
 def is_main_process() -> bool:

@@ -102,14 +102,16 @@ def extract(
     rows and writes the one file, identical in order to a single-process run's.
     """
     from blastscan import data as D
-    from blastscan.distributed import finish, gather, shard, unshard_rows
-    from blastscan.progress import progress_bar
-    from blastscan.training import (
+    from blastscan.distributed import (
         configure_threads,
+        finish,
+        gather,
         init_distributed,
-        limit_per_class,
-        load_trained_model,
+        shard,
+        unshard_rows,
     )
+    from blastscan.progress import progress_bar
+    from blastscan.training import limit_per_class, load_trained_model
 
     configure_threads()
     dist, torch_device = init_distributed(device)

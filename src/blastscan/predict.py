@@ -385,8 +385,7 @@ def predict_sharded(
     """
     import time
 
-    from blastscan.distributed import finish, gather, shard
-    from blastscan.training import configure_threads, init_distributed
+    from blastscan.distributed import configure_threads, finish, gather, init_distributed, shard
 
     dist, device = init_distributed(None)
     if dist.world == 1:

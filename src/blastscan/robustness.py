@@ -449,8 +449,9 @@ def run_robustness(
     `robustness.json` (the result plus provenance), `robustness.md` (the table) and
     `figures/robustness.png` under `out_dir`, each atomically; returns the result.
     """
+    from blastscan.distributed import configure_threads
     from blastscan.features import pick_device
-    from blastscan.training import configure_threads, load_trained_model
+    from blastscan.training import load_trained_model
 
     configure_threads()
     run_dir = Path(run_dir)

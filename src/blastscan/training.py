@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import subprocess
 import sys
 import time
@@ -23,8 +22,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from blastscan import data as D
+from blastscan.distributed import Distributed, configure_threads, init_distributed
 from blastscan.errors import BlastscanError
-from blastscan.features import infer, pick_device
+from blastscan.features import infer
 from blastscan.io import (
     atomic_write,
     atomic_write_json,
@@ -209,51 +209,6 @@ def git_commit() -> str | None:
         return None
 
 
-def configure_threads() -> None:
-    """Use every core for intra-op work, shared fairly between processes of one torchrun node."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(max(1, (cores or 1) // local_world))
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def sum(self, *values: float) -> list[float]:
-        """Sum numbers over all ranks (loss, correct, seen), so every rank logs the global figure."""
-        if self.world == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
-        torch.distributed.all_reduce(t)
-        return t.tolist()
-
-
-def init_distributed(requested_device: str | None) -> tuple[Distributed, torch.device]:
-    """Join the process group torchrun set up (gloo on CPU, NCCL on GPU), if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = pick_device(requested_device)
-    if world <= 1:
-        return Distributed(), device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(torch.distributed.get_rank(), torch.distributed.get_world_size()), device
-
-
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -345,13 +300,14 @@ def train_one_epoch(
     device,
     steps_per_epoch,
     progress=None,
-    dist=Distributed(),
-):  # noqa: B008
+    dist: Distributed | None = None,
+):
     """One pass over the training images; under torchrun each rank takes every world-th sample.
 
     Every rank draws the same global batch and augmentation, then keeps its own slice, so the
     averaged gradient is the one a single process would compute for the global batch.
     """
+    dist = dist or Distributed()
     model.train()
     gen = _epoch_generator(config.seed, epoch)
     size = image_size_at(config, epoch)
