@@ -156,3 +156,6 @@ def test_input_norm_names_and_old_configs():
     assert input_norm_name({"input_norm": "whitepoint", "stain_norm": False}) == "whitepoint"
     with pytest.raises(BlastscanError, match="unknown input normalisation"):
         darknet19(4, input_norm="sepia")
+    assert darknet19(4, input_norm="whitepoint:0.1").input_norm.quantile == 0.1
+    with pytest.raises(BlastscanError, match="quantile must be in"):
+        darknet19(4, input_norm="whitepoint:2")

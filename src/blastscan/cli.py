@@ -114,8 +114,8 @@ def train(
         str,
         typer.Option(
             help="Parameter-free first layer: none; stain (standardise each image's colour); "
-            "whitepoint (red and green against the image's darkest 5%: blind to brightness, "
-            "clipping included). See docs/robustness.md.",
+            "whitepoint (red and green against the image's darkest 5%; whitepoint:Q another "
+            "share): blind to brightness, clipping included. See docs/robustness.md.",
         ),
     ] = "none",
     stain_norm: Annotated[

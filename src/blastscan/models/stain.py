@@ -104,8 +104,12 @@ def normalize_white_point(
 class WhitePointNorm(torch.nn.Module):
     """`normalize_white_point` as a parameter-free first layer (no checkpoint keys)."""
 
+    def __init__(self, quantile: float = WHITE_POINT_QUANTILE) -> None:
+        super().__init__()
+        self.quantile = quantile
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize_white_point(x)
+        return normalize_white_point(x, self.quantile)
 
 
 INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
@@ -116,12 +120,26 @@ INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
 
 
 def input_norm_layer(name: str) -> torch.nn.Module:
-    """The parameter-free first layer called `name` (see INPUT_NORMS)."""
-    if name not in INPUT_NORMS:
+    """The parameter-free first layer called `name` (see INPUT_NORMS).
+
+    "whitepoint:0.1" sets the white-point quantile (default 0.05); the name is all a run's
+    config and a bundle's manifest need to rebuild the same layer.
+    """
+    kind, _, argument = name.partition(":")
+    if kind not in INPUT_NORMS or (argument and kind != "whitepoint"):
         raise BlastscanError(
-            f"unknown input normalisation {name!r}; choose one of {list(INPUT_NORMS)}"
+            f"unknown input normalisation {name!r}; choose one of {list(INPUT_NORMS)} "
+            "(whitepoint:Q sets the quantile, e.g. whitepoint:0.1)"
         )
-    return INPUT_NORMS[name]()
+    if not argument:
+        return INPUT_NORMS[kind]()
+    try:
+        quantile = float(argument)
+    except ValueError:
+        quantile = -1.0
+    if not 0 < quantile < 1:
+        raise BlastscanError(f"input normalisation {name!r}: the quantile must be in (0, 1)")
+    return WhitePointNorm(quantile)
 
 
 def input_norm_name(config: dict | None) -> str:
