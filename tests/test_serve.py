@@ -142,6 +142,9 @@ def test_model_calls_are_bounded_and_off_the_event_loop(bundle, monkeypatch, lim
     assert [r.status_code for r in responses] == [200] * 4
     assert peak == limit
     assert threading.main_thread().name not in loop_threads
+    # the model keeps to its own `limit` threads (one malloc arena each, not one per request)
+    assert len(loop_threads) <= limit
+    assert all(name.startswith("blastscan-model") for name in loop_threads)
 
 
 # ---------------------------------------------------------------- a real browser
