@@ -245,9 +245,11 @@ def server_with_short_body_timeout(bundle):
 
     port = _free_port()
     app = S.create_app(bundle, body_timeout=3.0)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", limit_concurrency=64)
-    )
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", limit_concurrency=64,
+        http=S.header_deadline_protocol(2.0),
+    )  # fmt: skip
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -314,3 +316,38 @@ def test_stalled_and_trickling_uploads_do_not_block_others_and_get_a_408(
         assert b"request body not received within 3 s" in reply
     stop.set()
     assert time.monotonic() - start < 10, "the 408s must come at the 3 s deadline"
+
+
+def test_headers_that_never_finish_are_cut_off_and_others_are_served(
+    server_with_short_body_timeout,
+):
+    """Slowloris: header lines trickled forever. The connection is closed after the 2 s header
+    deadline; a complete request on another connection is answered meanwhile."""
+    import httpx
+
+    port = server_with_short_body_timeout
+    stop = threading.Event()
+    slow = []
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")
+        slow.append(sock)
+    tricklers = [threading.Thread(target=_trickle_header, args=(s, stop)) for s in slow[1:]]
+    for thread in tricklers:
+        thread.start()
+    started = time.time()
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    assert time.time() - started < 2.0
+    replies = [_reply(sock) for sock in slow]  # returns once the server closes
+    stop.set()
+    elapsed = time.time() - started
+    assert replies == [b"", b"", b""] and 1.5 < elapsed < 10
+
+
+def _trickle_header(sock: socket.socket, stop: threading.Event) -> None:
+    """One more header byte every 0.1 s, never the blank line that ends the headers."""
+    try:
+        while not stop.wait(0.1):
+            sock.sendall(b"X")
+    except OSError:
+        pass  # the server closed the connection: what should happen

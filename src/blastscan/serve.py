@@ -34,6 +34,7 @@ BODY_TIMEOUT_S = 30.0  # a 10 MiB upload at 3 Mbit/s; slower or stalled clients 
 MAX_FILES = 1  # one image per request: the page sends each file in a request of its own
 MAX_FIELDS = 8  # other form fields, which the API ignores
 MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this, so idle connections cannot pile up
+HEADER_TIMEOUT_S = 10.0  # a request's headers must be complete this long after it may start
 ALLOWED_TYPES = {
     "image/jpeg",
     "image/png",
@@ -260,6 +261,56 @@ def render_page(bundle: Bundle, max_upload_bytes: int) -> str:
     )
 
 
+def header_deadline_protocol(seconds: float = HEADER_TIMEOUT_S):
+    """uvicorn's h11 HTTP protocol, closing connections whose request headers come too slowly.
+
+    Why by hand: uvicorn has no timeout on receiving a request's headers (its keep-alive timer
+    restarts with every byte), and the app cannot help, as it only runs once the headers are
+    complete. So a client trickling a header line a byte at a time (slowloris) held a connection
+    for good, and 64 of them locked everyone out. The deadline starts when a connection opens
+    and again after each response (the next request on a kept-alive connection); the headers
+    arriving disarm it; the body has its own deadline (`BodyTimeout`).
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadlineProtocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm_header_deadline()  # a request's headers are in
+
+        def on_response_complete(self) -> None:
+            self._arm_header_deadline()  # before super(): it may start a pipelined request
+            super().on_response_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_deadline()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            self._disarm_header_deadline()
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _disarm_header_deadline(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadlineProtocol
+
+
 def serve(
     bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, max_concurrent: int = 1
 ) -> None:
@@ -272,6 +323,7 @@ def serve(
         port=port,
         log_level="info",
         limit_concurrency=MAX_CONNECTIONS,
+        http=header_deadline_protocol(),
     )
 
 
