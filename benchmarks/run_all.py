@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile-infer", action="store_true", help="also torch.compile the forward pass"
     )
+    parser.add_argument(
+        "--extract-size", type=int, help="input size of the extract benchmark (default 128)"
+    )
     parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument(
         "--keep-workdir", action="store_true", help="keep the temporary caches and outputs"
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick_config() if args.quick else Config()
     if args.no_compile:
         cfg = replace(cfg, compile=False)
+    if args.extract_size:
+        cfg = replace(cfg, extract_size=args.extract_size)
     if args.compile_infer:
         cfg = replace(cfg, compile_infer=True)
     selected = args.only or list(BENCHMARKS)
