@@ -497,8 +497,9 @@ def _scored_model(model, bundle, head: str, batch_size: int, meta: dict, run_dir
             f"{bundle}: its classes or input size differ from {run_dir}'s; "
             "bundle this run (blastscan bundle RUN --data DIR --classifier ...)"
         )
+    bundled = loaded.model.state_dict()
     for name, tensor in model.state_dict().items():
-        if not torch.equal(tensor, loaded.model.state_dict()[name].to(tensor.device)):
+        if not torch.equal(tensor, bundled[name].to(tensor.device)):
             raise BlastscanError(
                 f"{bundle}: its CNN weights are not {run_dir}'s; bundle this run "
                 "(blastscan bundle RUN --data DIR --classifier ...)"
