@@ -80,8 +80,8 @@ def normalize_white_point(
     nuclei and cytoplasm. Dividing a channel by its `quantile` level q (the 5% darkest pixel)
     and clipping at 1, min(x / q, 1), is *exactly* unchanged by any s with s q <= 1, clipped
     or not: min(min(s x, 1) / (s q), 1) = min(x / q, 1). So the network sees the same input
-    from x0.6 to x1.3 for every image whose darkest 5% stay below the clip (about 95% of
-    these images at x1.3). The price is everything brighter than q: the background and the
+    from x0.6 to x1.3 for every image whose darkest 5% stay below the clip (92.5% of
+    these images at x1.3, docs/robustness.md). The price is everything brighter than q: the background and the
     pale cytoplasm become flat. Blue is dropped because x1.3 clips it in 99.9% of pixels.
     Returns "darkness" 1 - min(x / q, 1) in [0, 1), background 0 (what zero padding assumes).
     """
