@@ -100,6 +100,20 @@ def test_augment_keeps_shape_range_and_is_reproducible():
     torch.testing.assert_close(plain.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
 
 
+def test_brighten_clips_half_the_images_at_8_bits_and_keeps_old_draws():
+    x = ((torch.rand(64, 3, 8, 8) * 0.5 + 0.5) * 255).round() / 255  # 8-bit levels
+    plain = D.augment(x, torch.Generator().manual_seed(3))
+    bright = D.augment(x, torch.Generator().manual_seed(3), brighten=0.4)
+    # flips and turns are drawn first and identically, so the unbrightened half is unchanged
+    same = (bright == plain).flatten(1).all(1)
+    assert 16 < int(same.sum()) < 48
+    changed = bright[~same]
+    ratio = changed.sum((1, 2, 3)) / plain[~same].sum((1, 2, 3))
+    assert (ratio > 1).all() and (ratio < 1.4).all()
+    assert changed.max() == 1 and torch.equal(changed, (changed * 255).round() / 255)
+    assert torch.equal(bright, D.augment(x, torch.Generator().manual_seed(3), brighten=0.4))
+
+
 def test_open_rgb_converts_odd_modes(tmp_path: Path):
     Image.new("LA", (5, 4), (100, 0)).save(tmp_path / "gray_alpha.png")
     Image.new("CMYK", (5, 4), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")

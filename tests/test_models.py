@@ -12,7 +12,7 @@ from blastscan.models import (
     load_safetensors_weights,
     save_darknet_weights,
 )
-from blastscan.models.stain import input_norm_name, normalize_white_point
+from blastscan.models.stain import input_norm_name, normalize_dark_point, normalize_white_point
 
 DARKNET19_WEIGHT_BYTES = 83_427_104  # floats after the header in the original darknet19.weights
 
@@ -150,6 +150,23 @@ def test_whitepoint_network_gives_the_same_answer_under_brightening():
     assert set(model.state_dict()) == set(darknet19(4).state_dict())
 
 
+def test_darkpoint_divides_out_darkening_and_keeps_the_background():
+    x = _smear_like()
+    reference = normalize_dark_point(x)
+    for s in (0.6, 0.7, 0.8, 0.9):
+        torch.testing.assert_close(
+            normalize_dark_point(_brighten(x, s)), reference, atol=0.03, rtol=0
+        )
+    # unlike whitepoint, levels above the dark quantile are not flattened: the background's
+    # noise and blue survive
+    background = reference[:, :, :8, :8]
+    assert background[:, 2].std() > 0.01 and background[:, :2].std() > 0.01
+    assert normalize_white_point(x)[:, :, :8, :8].abs().max() == 0
+    # brightening clips: the same as clipping the darkpoint input at 1 / (s q)
+    brighter = normalize_dark_point(_brighten(x, 1.3))
+    assert (brighter - reference).abs().max() > 0.05
+
+
 def test_input_norm_names_and_old_configs():
     assert input_norm_name({"stain_norm": True}) == "stain"
     assert input_norm_name({}) == "none"
@@ -157,5 +174,8 @@ def test_input_norm_names_and_old_configs():
     with pytest.raises(BlastscanError, match="unknown input normalisation"):
         darknet19(4, input_norm="sepia")
     assert darknet19(4, input_norm="whitepoint:0.1").input_norm.quantile == 0.1
+    assert darknet19(4, input_norm="darkpoint:0.1").input_norm.quantile == 0.1
     with pytest.raises(BlastscanError, match="quantile must be in"):
         darknet19(4, input_norm="whitepoint:2")
+    with pytest.raises(BlastscanError, match="unknown input normalisation"):
+        darknet19(4, input_norm="stain:0.1")

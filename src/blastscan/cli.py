@@ -110,12 +110,22 @@ def train(
         float | None,
         typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0"),
     ] = None,
+    brighten: Annotated[
+        float | None,
+        typer.Option(
+            help="Show half the images brightened by up to 1 + this, clipped (0 = off); "
+            "pairs with --input-norm darkpoint.",
+            show_default="0",
+            min=0.0,
+        ),
+    ] = None,
     input_norm: Annotated[
         str,
         typer.Option(
             help="Parameter-free first layer: none; stain (standardise each image's colour); "
             "whitepoint (red and green against the image's darkest 5%; whitepoint:Q another "
-            "share): blind to brightness, clipping included. See docs/robustness.md.",
+            "share): blind to brightness, clipping included; darkpoint (every channel against "
+            "its darkest 5%, nothing flattened: blind to darkening). See docs/robustness.md.",
         ),
     ] = "none",
     stain_norm: Annotated[
@@ -171,6 +181,7 @@ def train(
         lr=lr,
         image_size=image_size,
         color_jitter=color_jitter,
+        brighten=brighten,
         input_norm="stain" if stain_norm else input_norm,
         pretrained=str(pretrained) if pretrained else None,
         seed=seed,

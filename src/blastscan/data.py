@@ -375,12 +375,16 @@ def to_float_tensor(
     return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0, brighten: float = 0.0
+) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
     Smears have no up or left, so the 8 dihedral symmetries are free data. Colour jitter
     scales brightness and contrast and shifts the stain per channel; it is what makes the
-    network robust to other microscopes' light and stains.
+    network robust to other microscopes' light and stains. `brighten` b > 0 shows half the
+    images under a brighter lamp, x -> min(s x, 1) for s uniform in [1, 1 + b], saved at 8
+    bits as a camera would: the clipped highlights a dark-point network cannot divide out.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -400,6 +404,12 @@ def augment(x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * contrast + mean) * brightness * stain
         out = out.clamp_(0.0, 1.0)
+    if brighten > 0:  # drawn after the rest, so runs without it keep their old draws
+        draws = torch.rand(n, 2, generator=generator).to(x.device)
+        scale = torch.where(
+            draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, torch.ones_like(draws[:, 1])
+        )
+        out = (out * scale.view(n, 1, 1, 1)).clamp_(0.0, 1.0).mul_(255).round_().div_(255)
     return out.contiguous(memory_format=torch.channels_last)
 
 

@@ -68,6 +68,15 @@ class StainNorm(torch.nn.Module):
 WHITE_POINT_QUANTILE = 0.05
 
 
+def _dark_level(x: torch.Tensor, quantile: float) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 1): each channel's `quantile` level, never below one 8-bit step."""
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    k = max(1, int(quantile * flat.shape[-1] + 0.5))  # int(): ONNX tracing sees a tensor
+    # torch.quantile sorts every row; the k-th smallest by topk is the same level, cheaper,
+    # and exports to ONNX (TopK).
+    return flat.topk(k, dim=-1, largest=False).values[..., -1:].clamp_min(1.0 / 255)
+
+
 def normalize_white_point(
     batch: torch.Tensor, quantile: float = WHITE_POINT_QUANTILE
 ) -> torch.Tensor:
@@ -91,11 +100,7 @@ def normalize_white_point(
         )
     x = batch.float()
     red_green = x[:, :2]
-    flat = red_green.reshape(x.shape[0], 2, -1)
-    k = max(1, int(quantile * flat.shape[-1] + 0.5))  # int(): ONNX tracing sees a tensor
-    # torch.quantile sorts every row; the k-th smallest by topk is the same level, cheaper,
-    # and exports to ONNX (TopK).
-    level = flat.topk(k, dim=-1, largest=False).values[..., -1:].clamp_min(1.0 / 255)
+    level = _dark_level(red_green, quantile)
     dark = 1.0 - (red_green / level.unsqueeze(-1)).clamp(max=1.0)
     out = torch.cat([dark, torch.zeros_like(x[:, 2:])], dim=1)
     return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
@@ -112,24 +117,65 @@ class WhitePointNorm(torch.nn.Module):
         return normalize_white_point(x, self.quantile)
 
 
+# Dark-point normalisation keeps levels up to this many times the dark level (the brightest
+# background of these smears sits at about 1.6-2.2 times the red/green 5% level).
+DARK_POINT_CAP = 2.5
+
+
+def normalize_dark_point(
+    batch: torch.Tensor, quantile: float = WHITE_POINT_QUANTILE, cap: float = DARK_POINT_CAP
+) -> torch.Tensor:
+    """Every channel measured against its own darkest pixels, nothing flattened: x_c / q_c.
+
+    Why: darkening (x -> s x, s < 1) divides out exactly, as in `normalize_white_point`, but
+    unlike it this keeps the background, the pale cytoplasm and blue. Brightening that clips
+    at full scale is then the same as clipping this output at 1 / (s q_c): a training run that
+    also sees brightened, clipped images (`augment(..., brighten=...)`) learns exactly the
+    inputs a brighter lamp produces, while an unclipped image keeps everything the plain
+    network sees. Returns "darkness" 1 - min(x / q, cap) / cap in [0, 1], background low.
+    """
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise BlastscanError(
+            f"normalize_dark_point takes (N, 3, H, W) float batches, got {tuple(batch.shape)}"
+        )
+    x = batch.float()
+    level = _dark_level(x, quantile)
+    out = 1.0 - (x / level.unsqueeze(-1)).clamp(max=cap) / cap
+    return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
+
+
+class DarkPointNorm(torch.nn.Module):
+    """`normalize_dark_point` as a parameter-free first layer (no checkpoint keys)."""
+
+    def __init__(self, quantile: float = WHITE_POINT_QUANTILE) -> None:
+        super().__init__()
+        self.quantile = quantile
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize_dark_point(x, self.quantile)
+
+
 INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
     "none": torch.nn.Identity,
     "stain": StainNorm,
     "whitepoint": WhitePointNorm,
+    "darkpoint": DarkPointNorm,
 }
+# The norms whose name may carry a quantile, "whitepoint:0.1".
+QUANTILE_NORMS = ("whitepoint", "darkpoint")
 
 
 def input_norm_layer(name: str) -> torch.nn.Module:
     """The parameter-free first layer called `name` (see INPUT_NORMS).
 
-    "whitepoint:0.1" sets the white-point quantile (default 0.05); the name is all a run's
-    config and a bundle's manifest need to rebuild the same layer.
+    "whitepoint:0.1" or "darkpoint:0.1" sets the dark quantile (default 0.05); the name is all
+    a run's config and a bundle's manifest need to rebuild the same layer.
     """
     kind, _, argument = name.partition(":")
-    if kind not in INPUT_NORMS or (argument and kind != "whitepoint"):
+    if kind not in INPUT_NORMS or (argument and kind not in QUANTILE_NORMS):
         raise BlastscanError(
             f"unknown input normalisation {name!r}; choose one of {list(INPUT_NORMS)} "
-            "(whitepoint:Q sets the quantile, e.g. whitepoint:0.1)"
+            "(whitepoint:Q or darkpoint:Q sets the quantile, e.g. whitepoint:0.1)"
         )
     if not argument:
         return INPUT_NORMS[kind]()
@@ -139,7 +185,7 @@ def input_norm_layer(name: str) -> torch.nn.Module:
         quantile = -1.0
     if not 0 < quantile < 1:
         raise BlastscanError(f"input normalisation {name!r}: the quantile must be in (0, 1)")
-    return WhitePointNorm(quantile)
+    return INPUT_NORMS[kind](quantile)
 
 
 def input_norm_name(config: dict | None) -> str:
