@@ -7,7 +7,6 @@ batch 32), so the ratios hold even while other jobs load the machine.
 
 from __future__ import annotations
 
-import getpass
 import json
 import tempfile
 import warnings
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from benchkit import DATA, REPO, Result, Skip, interleave, paired_speedup, rate_result, timed
 
 from blastscan.models import darknet19
@@ -34,76 +32,122 @@ def _batch(batch: int, size: int, channels_last: bool, seed: int = 0):
     return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
 
 
-def _train_step(model, batch: int, size: int, channels_last: bool):
-    """One SGD step as training.train_one_epoch does it (momentum 0.9, weight decay 1e-4)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-    x, y = _batch(batch, size, channels_last)
+_TRAIN_CHILD = r"""
+import json, sys, time, torch
+import torch.nn.functional as F
+from blastscan.distributed import keep_freed_memory
+from blastscan.models import darknet19
+batch, size, steps, warmup = (int(a) for a in sys.argv[1:5])
+channels_last, keep_memory, compile_ = (a == "1" for a in sys.argv[5:8])
+if keep_memory:
+    keep_freed_memory()
+torch.manual_seed(0)
+model = darknet19(4)
+x = torch.rand(batch, 3, size, size)
+y = torch.randint(0, 4, (batch,))
+if channels_last:
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+# One SGD step as training.train_one_epoch does it (momentum 0.9, weight decay 1e-4).
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+step_model = torch.compile(model) if compile_ else model
+def step():
+    loss = F.cross_entropy(step_model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+start = time.perf_counter()
+for _ in range(warmup):
+    step()
+first = time.perf_counter() - start
+times = []
+for _ in range(steps):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+print(json.dumps({"times": times, "warmup_s": first}))
+"""
 
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
 
-    return step
+def _train_variants(cfg, size: int) -> dict[str, tuple[int, bool, bool, bool]]:
+    """name -> (batch, channels_last, keep_freed_memory, compile)."""
+    base_b, var_b = cfg.train_batches
+    variants = {
+        f"eager_nchw_b{base_b}": (base_b, False, False, False),
+        f"channels_last_b{var_b}": (var_b, True, False, False),
+        # what training.py does on a CPU
+        f"channels_last_keep_memory_b{var_b}": (var_b, True, True, False),
+    }
+    if cfg.compile and size == cfg.compile_size:
+        variants[f"channels_last_keep_memory_compile_b{var_b}"] = (var_b, True, True, True)
+    return variants
 
 
 def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
-    """Training images/s: eager fp32 NCHW b32 (naive) vs channels_last b64 (what training.py
-    does) vs channels_last b64 under torch.compile (at the compile size only)."""
+    """Training images/s: eager fp32 NCHW b32 (naive) vs channels_last b64 vs that with glibc
+    keeping freed memory (`distributed.keep_freed_memory`: what training.py does on a CPU) vs
+    that under torch.compile (at the compile size only).
+
+    The allocator setting is process-wide, so every variant runs in a fresh process (as
+    `bench_threads` does); rounds rotate the order, and ratios pair the variants of a round.
+    """
+    import statistics
+    import subprocess
+    import sys
+
     results = []
     for size in cfg.train_sizes:
-        base_b, var_b = cfg.train_batches
-        variants = {
-            f"eager_nchw_b{base_b}": _train_step(_model(False), base_b, size, False),
-            f"channels_last_b{var_b}": _train_step(_model(True), var_b, size, True),
-        }
-        batches = {f"eager_nchw_b{base_b}": base_b, f"channels_last_b{var_b}": var_b}
-        compile_note = ""
-        cache_dir = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
-        cache_state = "warm" if cache_dir.is_dir() else "cold"
-        if cfg.compile and size == cfg.compile_size:
-            name = f"channels_last_compile_b{var_b}"
-            model = _model(True)
-            step = _train_step(torch.compile(model), var_b, size, True)
-            log(f"  train {size}px: compiling (first step) ...")
-            try:
-                seconds, _ = timed(step)
-                variants[name], batches[name] = step, var_b
-                compile_note = (
-                    f"first compiled step (compile + 1 step) {seconds:.0f} s, "
-                    f"{cache_state} inductor cache ({cache_dir})"
+        variants = _train_variants(cfg, size)
+        names = list(variants)
+        rounds: dict[str, list[float]] = {k: [] for k in names}
+        samples: dict[str, list[float]] = {k: [] for k in names}
+        warmups: dict[str, list[float]] = {k: [] for k in names}
+        log(f"  train {size}px: {cfg.train_rounds} rounds of fresh processes: {', '.join(names)}")
+        for r in range(cfg.train_rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                batch, channels_last, keep, compile_ = variants[name]
+                args = [str(a) for a in (batch, size, cfg.train_steps, cfg.train_warmup)]
+                args += ["1" if flag else "0" for flag in (channels_last, keep, compile_)]
+                out = subprocess.run(
+                    [sys.executable, "-c", _TRAIN_CHILD, *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=1800,
                 )
-                log(f"  train {size}px: {compile_note}")
-            except Exception as exc:  # inductor needs a C++ toolchain; report, don't fail the run
-                compile_note = f"torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}"
-                log(f"  train {size}px: {compile_note}")
-        log(f"  train {size}px: {cfg.train_warmup} warm-up + {cfg.train_rounds} interleaved rounds")
-        times = interleave(variants, cfg.train_warmup, cfg.train_rounds, cfg.train_budget_s, log)
-        base_name = f"eager_nchw_b{base_b}"
-        per_image = 3 * flops(size)  # forward + backward (two convolutions per layer)
-        for name, seconds in times.items():
-            is_base = name == base_name
+                if out.returncode != 0:
+                    raise RuntimeError(f"{name}: child failed: {out.stderr[-300:]}")
+                measured = json.loads(out.stdout.strip().splitlines()[-1])
+                samples[name] += measured["times"]
+                rounds[name].append(statistics.median(measured["times"]) / batch)
+                warmups[name].append(measured["warmup_s"])
+            log(
+                f"    round {r + 1}: "
+                + ", ".join(f"{k} {1 / v[-1]:.2f}/s" for k, v in rounds.items())
+            )
+        base_name = names[0]
+        base_b = variants[base_name][0]
+        for name in names:
+            batch, _, _, compile_ = variants[name]
+            note = ""
+            if compile_:
+                note = f"first {cfg.train_warmup} step(s) incl. compile: {max(warmups[name]):.0f} s"
             results.append(
                 rate_result(
                     f"train_{size}px/{name}",
-                    f"SGD training step, DarkNet-19 fp32, {size}px, "
-                    f"batch {batches[name]}, images/s",
-                    batches[name],
-                    seconds,
+                    f"SGD training step, DarkNet-19 fp32, {size}px, batch {batch}, fresh "
+                    "process per round, images/s",
+                    batch,
+                    samples[name],
                     baseline=base_name,
                     baseline_items=base_b,
-                    baseline_seconds=times[base_name],
-                    paired_ratio=1.0
-                    if is_base
-                    else paired_speedup(seconds, times[base_name], batches[name] / base_b),
-                    flops_per_item=per_image,
+                    baseline_seconds=samples[base_name],
+                    # per-image seconds of each round, so batch sizes cancel
+                    paired_ratio=paired_speedup(rounds[name], rounds[base_name]),
+                    flops_per_item=3 * flops(size),  # forward + backward (two convolutions)
                     matmul_flops=matmul_flops,
-                    notes=compile_note if "compile" in name else "",
+                    notes=note,
                 )
             )
-        del variants
     return results
 
 

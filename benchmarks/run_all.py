@@ -57,9 +57,9 @@ class Config:
     decode_reps: int = 3
     train_sizes: tuple[int, ...] = (224, 128)
     train_batches: tuple[int, int] = (32, 64)  # (naive baseline, variants)
-    train_warmup: int = 1
+    train_warmup: int = 2  # untimed steps per process (the first is slow: allocation)
+    train_steps: int = 3  # timed steps per process
     train_rounds: int = 3
-    train_budget_s: float = 60.0  # stop adding rounds (after 2) past this many seconds
     compile: bool = True
     compile_size: int = 128  # torch.compile the training step at this size only (slow compile)
     compile_infer: bool = False  # torch.compile the forward too (another minute or two)
@@ -95,7 +95,7 @@ class Config:
             threads_size=64,
             threads_batch=8,
             threads_rounds=1,
-            train_budget_s=20,
+            train_steps=2,
             compile=False,
             compile_size=64,
             infer_size=64,

@@ -124,3 +124,38 @@ def test_two_process_predict_writes_the_single_process_results(tmp_path: Path):
         assert a["class"] == b["class"] and a["ood"] == b["ood"]
         np.testing.assert_allclose(b["probability"], a["probability"], atol=1e-5)
         np.testing.assert_allclose(b["ood_distance"], a["ood_distance"], rtol=1e-5)
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from blastscan.distributed import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+
+def faults_of_three_steps():  # blocks above glibc's mmap threshold, as activations are
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        a, b = np.ones(25_000_000, np.float32), np.ones(25_000_000, np.float32)
+        del a, b
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults_of_three_steps()
+print(applied, faults_of_three_steps())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_keep_freed_memory_reuses_large_blocks_instead_of_faulting_them_in_again():
+    def steady_state_faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, timeout=120
+        )
+        applied, faults = out.stdout.split()
+        return applied, int(faults)
+
+    applied, kept = steady_state_faults("keep")
+    if applied != "True":
+        pytest.skip("this C library has no mallopt (not glibc)")
+    _, default = steady_state_faults("default")
+    assert default > 100  # glibc's default unmaps every freed block and faults it in again
+    assert kept < 0.1 * default

@@ -169,6 +169,6 @@ def test_population_bn_statistics_do_not_depend_on_the_order_of_the_images():
     # relative error of the worst layer: 0.11 shuffled, 0.43 in one-class batches
     worst = max(
         ((got - ref).abs().mean() / ref.abs().mean()).item()
-        for got, ref in zip(shuffled, reference)
+        for got, ref in zip(shuffled, reference, strict=True)
     )
     assert worst < 0.2

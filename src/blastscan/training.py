@@ -22,7 +22,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from blastscan import data as D
-from blastscan.distributed import Distributed, configure_threads, init_distributed
+from blastscan.distributed import (
+    Distributed,
+    configure_threads,
+    init_distributed,
+    keep_freed_memory,
+)
 from blastscan.errors import BlastscanError
 from blastscan.features import infer
 from blastscan.io import (
@@ -406,6 +411,8 @@ def _train(
     data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device
 ) -> TrainResult:
     configure_threads()
+    if device.type == "cpu":
+        keep_freed_memory()
     if resume:
         import json
 
