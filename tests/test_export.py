@@ -107,3 +107,17 @@ def test_dynamo_exporter_is_the_fallback(monkeypatch):
     assert "dynamo" in exporter and any("dynamo exporter" in str(w.message) for w in caught)
     errors = E.compare(model, E.OnnxEngine(data), synthetic_smears(3, SIZE, seed=2))
     assert max(errors.values()) < 1e-4
+
+
+@pytest.mark.parametrize("input_norm", ["whitepoint", "darkpoint:0.1"])
+def test_brightness_norm_layers_export_to_onnx(input_norm):
+    """Their per-image dark level is a TopK: ONNX must compute it as PyTorch does."""
+    import torch
+
+    from blastscan.models import darknet19
+
+    torch.manual_seed(0)
+    model = darknet19(4, input_norm=input_norm).eval()
+    data, _ = E.onnx_bytes(model, SIZE)
+    errors = E.compare(model, E.OnnxEngine(data), synthetic_smears(3, SIZE, seed=5))
+    assert max(errors.values()) < 1e-4
