@@ -172,3 +172,20 @@ def test_population_bn_statistics_do_not_depend_on_the_order_of_the_images():
         for got, ref in zip(shuffled, reference, strict=True)
     )
     assert worst < 0.2
+
+
+def test_a_final_checkpoint_with_class_sorted_statistics_is_flagged(tmp_path: Path, caplog):
+    model = darknet19(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    meta = {"classes": ["a", "b"], "epoch": 0, "config": {}}
+    old = tmp_path / "old.safetensors"
+    T.save_checkpoint(
+        old, model, optimizer, {**meta, "bn_statistics": T.CLASS_SORTED_BN_STATISTICS}
+    )
+    new = tmp_path / "new.safetensors"
+    T.save_checkpoint(new, model, optimizer, {**meta, "bn_statistics": T.SHUFFLED_BN_STATISTICS})
+    with caplog.at_level("WARNING", logger="blastscan.train"):
+        T.load_trained_model(new)
+        assert not caplog.records
+        T.load_trained_model(old)
+    assert "class-sorted" in caplog.text and "--resume" in caplog.text

@@ -43,6 +43,10 @@ from blastscan.models.stain import input_norm_name
 log = logging.getLogger("blastscan.train")
 
 CHECKPOINT_FORMAT = "blastscan-checkpoint-1"
+# What a final checkpoint's metadata says of its batch-norm statistics. Before session 3's fix
+# they were computed over class-sorted batches and said "population, over the training images".
+SHUFFLED_BN_STATISTICS = "population, over the training images in shuffled batches"
+CLASS_SORTED_BN_STATISTICS = "population, over the training images"
 RESTART = "train again into a new --out (or delete this run directory)"
 
 
@@ -557,7 +561,7 @@ def _train(
                 **common,
                 "epoch": config.epochs - 1,
                 "history": history,
-                "bn_statistics": "population, over the training images",
+                "bn_statistics": SHUFFLED_BN_STATISTICS,
             },
         )
     else:
@@ -711,4 +715,11 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
         raise BlastscanError(f"{meta_path}: missing or damaged metadata ({exc}); {fix}") from exc
     model = darknet19(len(classes), input_norm=input_norm_name(saved.get("config")))
     meta = load_checkpoint(ckpt, model, fix=fix)
+    if meta.get("bn_statistics") == CLASS_SORTED_BN_STATISTICS:
+        log.warning(
+            "%s: its batch-norm statistics were computed over class-sorted batches, which "
+            "costs accuracy (docs/results.md, 'Correction'); to recompute them: delete the "
+            "run's checkpoints/final.* and run blastscan train --data DIR --out RUN --resume",
+            ckpt,
+        )
     return model.to(memory_format=torch.channels_last).eval(), meta
