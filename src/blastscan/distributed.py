@@ -39,7 +39,7 @@ def keep_freed_memory() -> bool:
     Why: a training step at 224 px allocates activations and gradients of 100-400 MB each.
     glibc serves blocks that large with mmap and unmaps them on free, so every step
     page-faults gigabytes of fresh, kernel-zeroed memory: about 3 s of system time per batch
-    of 64 here, a quarter of the step. With mmap and trimming off, freed blocks stay in the
+    of 64 here, some 40% of the step. With mmap and trimming off, freed blocks stay in the
     heap and the next step reuses them (1.3x faster training at 224 px, docs/benchmarks.md).
     The price is that the process holds its peak memory until it exits: right for a training
     run, wrong for a server, so only training calls it. No library does this in-process
