@@ -106,15 +106,22 @@ def normalize_white_point(
     return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
 
 
-class WhitePointNorm(torch.nn.Module):
-    """`normalize_white_point` as a parameter-free first layer (no checkpoint keys)."""
+class _DarkQuantileNorm(torch.nn.Module):
+    """A per-image normalisation keyed on a dark quantile, as a parameter-free first layer
+    (no checkpoint keys); `input_norm_layer` accepts "name:Q" for these."""
 
     def __init__(self, quantile: float = WHITE_POINT_QUANTILE) -> None:
         super().__init__()
         self.quantile = quantile
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize_white_point(x, self.quantile)
+        return self.normalize(x, self.quantile)
+
+
+class WhitePointNorm(_DarkQuantileNorm):
+    """`normalize_white_point` as a first layer."""
+
+    normalize = staticmethod(normalize_white_point)
 
 
 # Dark-point normalisation keeps levels up to this many times the dark level (the brightest
@@ -144,15 +151,10 @@ def normalize_dark_point(
     return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
 
 
-class DarkPointNorm(torch.nn.Module):
-    """`normalize_dark_point` as a parameter-free first layer (no checkpoint keys)."""
+class DarkPointNorm(_DarkQuantileNorm):
+    """`normalize_dark_point` as a first layer."""
 
-    def __init__(self, quantile: float = WHITE_POINT_QUANTILE) -> None:
-        super().__init__()
-        self.quantile = quantile
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize_dark_point(x, self.quantile)
+    normalize = staticmethod(normalize_dark_point)
 
 
 INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
@@ -161,8 +163,6 @@ INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
     "whitepoint": WhitePointNorm,
     "darkpoint": DarkPointNorm,
 }
-# The norms whose name may carry a quantile, "whitepoint:0.1".
-QUANTILE_NORMS = ("whitepoint", "darkpoint")
 
 
 def input_norm_layer(name: str) -> torch.nn.Module:
@@ -172,7 +172,9 @@ def input_norm_layer(name: str) -> torch.nn.Module:
     a run's config and a bundle's manifest need to rebuild the same layer.
     """
     kind, _, argument = name.partition(":")
-    if kind not in INPUT_NORMS or (argument and kind not in QUANTILE_NORMS):
+    if kind not in INPUT_NORMS or (
+        argument and not issubclass(INPUT_NORMS[kind], _DarkQuantileNorm)
+    ):
         raise BlastscanError(
             f"unknown input normalisation {name!r}; choose one of {list(INPUT_NORMS)} "
             "(whitepoint:Q or darkpoint:Q sets the quantile, e.g. whitepoint:0.1)"
