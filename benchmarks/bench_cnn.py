@@ -33,7 +33,7 @@ def _batch(batch: int, size: int, channels_last: bool, seed: int = 0):
 
 
 _TRAIN_CHILD = r"""
-import json, sys, time, torch
+import json, resource, sys, time, torch
 import torch.nn.functional as F
 from blastscan.distributed import keep_freed_memory
 from blastscan.models import darknet19
@@ -61,11 +61,19 @@ for _ in range(warmup):
     step()
 first = time.perf_counter() - start
 times = []
+before = resource.getrusage(resource.RUSAGE_SELF)
 for _ in range(steps):
     start = time.perf_counter()
     step()
     times.append(time.perf_counter() - start)
-print(json.dumps({"times": times, "warmup_s": first}))
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({
+    "times": times,
+    "warmup_s": first,
+    "minor_faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
+    "system_s_per_step": (after.ru_stime - before.ru_stime) / steps,
+    "max_rss_mb": after.ru_maxrss / 1024,
+}))
 """
 
 
@@ -81,6 +89,19 @@ def _train_variants(cfg, size: int) -> dict[str, tuple[int, bool, bool, bool]]:
     if cfg.compile and size == cfg.compile_size:
         variants[f"channels_last_keep_memory_compile_b{var_b}"] = (var_b, True, True, True)
     return variants
+
+
+def _memory_note(measured: list[dict]) -> str:
+    """Medians over rounds of what the allocator costs a timed step (getrusage)."""
+    import statistics
+
+    def median(key: str) -> float:
+        return statistics.median(m[key] for m in measured)
+
+    return (
+        f"per timed step: {median('minor_faults_per_step'):,.0f} minor page faults, "
+        f"{median('system_s_per_step'):.2f} s system time; peak RSS {median('max_rss_mb'):,.0f} MB"
+    )
 
 
 def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
@@ -102,6 +123,7 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
         rounds: dict[str, list[float]] = {k: [] for k in names}
         samples: dict[str, list[float]] = {k: [] for k in names}
         warmups: dict[str, list[float]] = {k: [] for k in names}
+        memory: dict[str, list[dict]] = {k: [] for k in names}  # page faults, kernel time, RSS
         log(f"  train {size}px: {cfg.train_rounds} rounds of fresh processes: {', '.join(names)}")
         for r in range(cfg.train_rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -126,6 +148,7 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
                 samples[name] += measured["times"]
                 rounds[name].append(statistics.median(measured["times"]) / batch)
                 warmups[name].append(measured["warmup_s"])
+                memory[name].append(measured)
             log(
                 f"    round {r + 1}: "
                 + ", ".join(f"{k} {1 / v[-1]:.2f}/s" for k, v in rounds.items())
@@ -134,9 +157,11 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
         base_b = variants[base_name][0]
         for name in variants:
             batch, _, _, compile_ = variants[name]
-            note = ""
+            note = _memory_note(memory[name])
             if compile_:
-                note = f"first {cfg.train_warmup} step(s) incl. compile: {max(warmups[name]):.0f} s"
+                note += (
+                    f"; first {cfg.train_warmup} step(s) incl. compile: {max(warmups[name]):.0f} s"
+                )
             results.append(
                 rate_result(
                     f"train_{size}px/{name}",

@@ -38,11 +38,12 @@ def keep_freed_memory() -> bool:
 
     Why: a training step at 224 px allocates activations and gradients of 100-400 MB each.
     glibc serves blocks that large with mmap and unmaps them on free, so every step
-    page-faults gigabytes of fresh, kernel-zeroed memory: about 3 s of system time per batch
-    of 64 here, some 40% of the step. With mmap and trimming off, freed blocks stay in the
-    heap and the next step reuses them (1.3x faster training at 224 px, docs/benchmarks.md).
-    The price is that the process holds its peak memory until it exits: right for a training
-    run, wrong for a server, so only training calls it. No library does this in-process
+    page-faults gigabytes of fresh, kernel-zeroed memory: 2.7 s of system time per batch of
+    64 here, over a third of the step. With mmap and trimming off, freed blocks stay in the
+    heap and later steps reuse them (1.3x faster training at 224 px, docs/benchmarks.md).
+    The price is memory: the heap keeps its fragments (peak RSS about 1.5x) and the process
+    holds its peak until it exits: right for a training run, wrong for a server, so only
+    training calls it. No library does this in-process
     (jemalloc and tcmalloc must be preloaded before start), hence mallopt through ctypes.
     Returns whether it applied (glibc on Linux only).
     """
