@@ -114,6 +114,19 @@ def test_brighten_clips_half_the_images_at_8_bits_and_keeps_old_draws():
     assert torch.equal(bright, D.augment(x, torch.Generator().manual_seed(3), brighten=0.4))
 
 
+def test_darken_dims_the_other_half_and_leaves_the_brightened_half_as_it_was():
+    x = ((torch.rand(64, 3, 8, 8) * 0.5 + 0.5) * 255).round() / 255
+    plain = D.augment(x, torch.Generator().manual_seed(3))
+    bright = D.augment(x, torch.Generator().manual_seed(3), brighten=0.4)
+    both = D.augment(x, torch.Generator().manual_seed(3), brighten=0.4, darken=0.4)
+    brightened = ~(bright == plain).flatten(1).all(1)
+    assert torch.equal(both[brightened], bright[brightened])
+    ratio = both[~brightened].sum((1, 2, 3)) / plain[~brightened].sum((1, 2, 3))
+    assert (ratio < 1).all() and (ratio > 0.55).all()  # nothing clips when dimmed: ~ 1 - 0.4 u
+    dimmed = both[~brightened]
+    assert torch.equal(dimmed, (dimmed * 255).round() / 255)
+
+
 def test_open_rgb_converts_odd_modes(tmp_path: Path):
     Image.new("LA", (5, 4), (100, 0)).save(tmp_path / "gray_alpha.png")
     Image.new("CMYK", (5, 4), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")

@@ -119,6 +119,16 @@ def train(
             min=0.0,
         ),
     ] = None,
+    darken: Annotated[
+        float | None,
+        typer.Option(
+            help="Show the other half darkened by down to 1 - this (0 = off); with --brighten, "
+            "a plain network learns to ignore the lamp.",
+            show_default="0",
+            min=0.0,
+            max=0.95,
+        ),
+    ] = None,
     input_norm: Annotated[
         str,
         typer.Option(
@@ -182,6 +192,7 @@ def train(
         image_size=image_size,
         color_jitter=color_jitter,
         brighten=brighten,
+        darken=darken,
         input_norm="stain" if stain_norm else input_norm,
         pretrained=str(pretrained) if pretrained else None,
         seed=seed,

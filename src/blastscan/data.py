@@ -376,7 +376,11 @@ def to_float_tensor(
 
 
 def augment(
-    x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0, brighten: float = 0.0
+    x: torch.Tensor,
+    generator: torch.Generator,
+    color_jitter: float = 0.0,
+    brighten: float = 0.0,
+    darken: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -385,6 +389,8 @@ def augment(
     network robust to other microscopes' light and stains. `brighten` b > 0 shows half the
     images under a brighter lamp, x -> min(s x, 1) for s uniform in [1, 1 + b], saved at 8
     bits as a camera would: the clipped highlights a dark-point network cannot divide out.
+    `darken` d > 0 shows the other half under a dimmer lamp, s uniform in [1 - d, 1]: with
+    both, a plain network sees the whole range of lamps it should not care about.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -404,11 +410,9 @@ def augment(
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * contrast + mean) * brightness * stain
         out = out.clamp_(0.0, 1.0)
-    if brighten > 0:  # drawn after the rest, so runs without it keep their old draws
+    if brighten > 0 or darken > 0:  # drawn after the rest: runs without keep their draws
         draws = torch.rand(n, 2, generator=generator).to(x.device)
-        scale = torch.where(
-            draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, torch.ones_like(draws[:, 1])
-        )
+        scale = torch.where(draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, 1 - draws[:, 1] * darken)
         out = (out * scale.view(n, 1, 1, 1)).clamp_(0.0, 1.0).mul_(255).round_().div_(255)
     return out.contiguous(memory_format=torch.channels_last)
 

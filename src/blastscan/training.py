@@ -71,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     color_jitter: float = 0.0
     brighten: float = 0.0  # > 0: half the images brightened by up to 1 + brighten, clipped
+    darken: float = 0.0  # > 0: the other half darkened by down to 1 - darken
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green) or "darkpoint" (every
     # channel against its own dark level); see models/stain.py
@@ -329,7 +330,9 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
         x = D.to_float_tensor(images[idx.numpy()], device)
-        x = D.augment(x, gen, config.color_jitter, config.brighten)[dist.rank :: dist.world]
+        x = D.augment(x, gen, config.color_jitter, config.brighten, config.darken)[
+            dist.rank :: dist.world
+        ]
         idx = idx[dist.rank :: dist.world]
         if x.shape[-1] != size:
             x = F.interpolate(
