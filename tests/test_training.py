@@ -189,3 +189,40 @@ def test_a_final_checkpoint_with_class_sorted_statistics_is_flagged(tmp_path: Pa
         assert not caplog.records
         T.load_trained_model(old)
     assert "class-sorted" in caplog.text and "--resume" in caplog.text
+
+
+def _final_checkpoint(path: Path, statistics: str, config: dict) -> Path:
+    model = darknet19(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    meta = {"classes": ["a", "b"], "epoch": 0, "config": config, "bn_statistics": statistics}
+    T.save_checkpoint(path, model, optimizer, meta)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("statistics", "config", "flagged"),
+    [
+        ("SHUFFLED_BN_STATISTICS", {"brighten": 0.45, "darken": 0.45}, True),
+        ("SHUFFLED_BN_STATISTICS", {"color_jitter": 0.3}, True),
+        ("SHUFFLED_BN_STATISTICS", {"brighten": 0.0}, False),  # flips do not move the statistics
+        ("AUGMENTED_BN_STATISTICS", {"brighten": 0.45, "darken": 0.45}, False),
+    ],
+)
+def test_statistics_of_unaugmented_images_are_flagged_only_when_training_relit_them(
+    tmp_path: Path, caplog, statistics: str, config: dict, flagged: bool
+):
+    path = _final_checkpoint(tmp_path / "final.safetensors", getattr(T, statistics), config)
+    with caplog.at_level("WARNING", logger="blastscan.train"):
+        T.load_trained_model(path)
+    assert ("un-augmented" in caplog.text) is flagged
+
+
+def test_population_statistics_are_taken_over_the_images_as_training_augmented_them():
+    images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    model = darknet19(2)
+    T.recompute_bn_statistics(model, images, 16, torch.device("cpu"))
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    plain = first.running_mean.clone()
+    T.recompute_bn_statistics(model, images, 16, torch.device("cpu"), augment=lambda x: x * 0.5)
+    # the first convolution is linear and has no bias: half the light, half the mean
+    torch.testing.assert_close(first.running_mean, plain * 0.5, rtol=1e-4, atol=1e-6)
