@@ -51,7 +51,9 @@ for _ in range(steps):
 if int(os.environ.get("RANK", "0")) == 0:
     times.sort()
     median = times[len(times) // 2]
-    print(f"world {world} threads {torch.get_num_threads()} batch {batch} size {size}: "
-          f"{batch / median:.2f} images/s (median of {steps} steps, {median:.2f} s/step)")
+    print(
+        f"world {world} threads {torch.get_num_threads()} batch {batch} size {size}: "
+        f"{batch / median:.2f} images/s (median of {steps} steps, {median:.2f} s/step)"
+    )
 if world > 1:
     torch_dist.destroy_process_group()

@@ -1,0 +1,57 @@
+"""A run's test accuracy under brightness with batch-norm statistics over clean vs relit images.
+
+    .venv/bin/python benchmarks/experiments/bn_statistics.py runs/lamp-cpu ../shared/data/all-idb-taleqani
+
+Loads the run's final weights, scores its test images at brightness x0.6, x0.7, x1.0, x1.2 and
+x1.3, recomputes the population statistics over the training images augmented as the run's
+config says (seed 0, batches of 128) and scores them again. Session 4 used it to find that a
+relit run's statistics must come from relit images (docs/robustness.md).
+"""
+
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blastscan import data as D
+from blastscan import robustness as R
+from blastscan.training import load_trained_model, recompute_bn_statistics
+
+run, root = Path(sys.argv[1]), sys.argv[2]
+config = json.loads((run / "config.json").read_text())
+split = json.loads((run / "split.json").read_text())
+model, _ = load_trained_model(run)
+dataset = D.scan_dataset(root, variant=config.get("variant", "Original"))
+index = {str(s.path): i for i, s in enumerate(dataset.samples)}
+images = D.load_images(dataset, config["image_size"])
+train = images[[index[p] for p in split["train"]]]
+test_rows = np.array([index[p] for p in split["test"]])
+test, labels = images[test_rows], dataset.labels[test_rows]
+torch.set_grad_enabled(False)
+
+
+def accuracy(x: np.ndarray) -> float:
+    pred = [model(D.to_float_tensor(x[i : i + 128])).argmax(1) for i in range(0, len(x), 128)]
+    return float((torch.cat(pred).numpy() == labels).mean())
+
+
+def grid(tag: str) -> None:
+    scores = {
+        s: accuracy(test if s == 1 else R.brightness(test, s)) for s in (0.6, 0.7, 1, 1.2, 1.3)
+    }
+    print(tag, {f"x{s}": f"{100 * a:.1f}%" for s, a in scores.items()}, flush=True)
+
+
+grid("statistics as saved:         ")
+relight = partial(
+    D.augment,
+    generator=torch.Generator().manual_seed(0),
+    color_jitter=config.get("color_jitter", 0.0),
+    brighten=config.get("brighten", 0.0),
+    darken=config.get("darken", 0.0),
+)
+recompute_bn_statistics(model, train, 128, torch.device("cpu"), augment=relight)
+grid("statistics over relit images:")
