@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/experiments/bn_statistics.py runs/lamp-cpu ../shared/data/all-idb-taleqani
 
-Loads the run's final weights, scores its test images at brightness x0.6, x0.7, x1.0, x1.2 and
-x1.3, recomputes the population statistics over the training images augmented as the run's
-config says (seed 0, batches of 128) and scores them again. Session 4 used it to find that a
+Loads the run's final weights and scores its test images at brightness x0.6, x0.7, x1.0, x1.2
+and x1.3 three times: with the statistics saved, recomputed over the clean training images
+(what training did before session 4) and over the training images augmented as the run's
+config says (seed 0, batches of 128). Session 4 used it to find that a
 relit run's statistics must come from relit images (docs/robustness.md).
 """
 
@@ -46,6 +47,8 @@ def grid(tag: str) -> None:
 
 
 grid("statistics as saved:         ")
+recompute_bn_statistics(model, train, 128, torch.device("cpu"))
+grid("statistics over clean images:")
 relight = partial(
     D.augment,
     generator=torch.Generator().manual_seed(0),
