@@ -46,7 +46,8 @@ log = logging.getLogger("blastscan.train")
 
 CHECKPOINT_FORMAT = "blastscan-checkpoint-1"
 # What a final checkpoint's metadata says of its batch-norm statistics. Before session 3's fix
-# they were computed over class-sorted batches and said "population, over the training images".
+# they were computed over class-sorted batches and said "population, over the training images";
+# before session 4's, over un-augmented images (wrong for runs trained under other lamps).
 AUGMENTED_BN_STATISTICS = (
     "population, over the training images augmented as in training, in shuffled batches"
 )
