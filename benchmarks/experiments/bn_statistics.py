@@ -9,7 +9,6 @@ config says (seed 0, batches of 128). Session 4 used it to find that a
 relit run's statistics must come from relit images (docs/robustness.md).
 """
 
-import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -22,15 +21,12 @@ from blastscan import robustness as R
 from blastscan.training import load_trained_model, recompute_bn_statistics
 
 run, root = Path(sys.argv[1]), sys.argv[2]
-config = json.loads((run / "config.json").read_text())
-split = json.loads((run / "split.json").read_text())
-model, _ = load_trained_model(run)
-dataset = D.scan_dataset(root, variant=config.get("variant", "Original"))
-index = {str(s.path): i for i, s in enumerate(dataset.samples)}
-images = D.load_images(dataset, config["image_size"])
-train = images[[index[p] for p in split["train"]]]
-test_rows = np.array([index[p] for p in split["test"]])
-test, labels = images[test_rows], dataset.labels[test_rows]
+model, meta = load_trained_model(run)
+config = meta["config"]
+dataset, parts = D.run_split(run, root, meta)
+images = D.load_images(dataset, meta["image_size"])
+train = images[parts["train"]]
+test, labels = images[parts["test"]], dataset.labels[parts["test"]]
 torch.set_grad_enabled(False)
 
 

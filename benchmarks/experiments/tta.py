@@ -5,26 +5,21 @@
 Scores the run's final weights on its own validation and test images, one view and 8 views.
 """
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from blastscan import data as D
 from blastscan.training import load_trained_model
 
 run, root = Path(sys.argv[1]), sys.argv[2]
-config = json.loads((run / "config.json").read_text())
-split = json.loads((run / "split.json").read_text())
-model, _ = load_trained_model(run)
-dataset = D.scan_dataset(root, variant=config.get("variant", "Original"))
-index = {str(s.path): i for i, s in enumerate(dataset.samples)}
-all_images = D.load_images(dataset, config["image_size"])
+model, meta = load_trained_model(run)
+dataset, parts = D.run_split(run, root, meta)
+all_images = D.load_images(dataset, meta["image_size"])
 torch.set_grad_enabled(False)
 for part in ("val", "test"):
-    rows = np.array([index[p] for p in split[part]])
+    rows = parts[part]
     images = all_images[rows]
     labels = dataset.labels[rows]
     single, views = [], []
