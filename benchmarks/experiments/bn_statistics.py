@@ -10,7 +10,6 @@ relit run's statistics must come from relit images (docs/robustness.md).
 """
 
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,15 @@ import torch
 
 from blastscan import data as D
 from blastscan import robustness as R
-from blastscan.training import load_trained_model, recompute_bn_statistics
+from blastscan.training import (
+    TrainConfig,
+    augmentation,
+    load_trained_model,
+    recompute_bn_statistics,
+)
 
 run, root = Path(sys.argv[1]), sys.argv[2]
 model, meta = load_trained_model(run)
-config = meta["config"]
 dataset, parts = D.run_split(run, root, meta)
 images = D.load_images(dataset, meta["image_size"])
 train = images[parts["train"]]
@@ -45,12 +48,6 @@ def grid(tag: str) -> None:
 grid("statistics as saved:         ")
 recompute_bn_statistics(model, train, 128, torch.device("cpu"))
 grid("statistics over clean images:")
-relight = partial(
-    D.augment,
-    generator=torch.Generator().manual_seed(0),
-    color_jitter=config.get("color_jitter", 0.0),
-    brighten=config.get("brighten", 0.0),
-    darken=config.get("darken", 0.0),
-)
+relight = augmentation(TrainConfig.from_dict(meta["config"]), torch.Generator().manual_seed(0))
 recompute_bn_statistics(model, train, 128, torch.device("cpu"), augment=relight)
 grid("statistics over relit images:")

@@ -300,6 +300,16 @@ class TrainResult:
     seconds: float
 
 
+# The augmentations that change an image's light and colour, hence its batch-norm statistics.
+RELIGHTING = ("color_jitter", "brighten", "darken")
+
+
+def augmentation(config: TrainConfig, generator: torch.Generator) -> Callable:
+    """The run's augmentation, drawing from `generator`: what each training batch goes through,
+    and what the final batch-norm statistics must see too."""
+    return partial(D.augment, generator=generator, **{k: getattr(config, k) for k in RELIGHTING})
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
@@ -330,15 +340,14 @@ def train_one_epoch(
     dist = dist or Distributed()
     model.train()
     gen = _epoch_generator(config.seed, epoch)
+    augment = augmentation(config, gen)
     size = image_size_at(config, epoch)
     total_loss = correct = seen = 0
     for i, idx in enumerate(_batches(len(images), config.batch_size, gen)):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
         x = D.to_float_tensor(images[idx.numpy()], device)
-        x = D.augment(x, gen, config.color_jitter, config.brighten, config.darken)[
-            dist.rank :: dist.world
-        ]
+        x = augment(x)[dist.rank :: dist.world]
         idx = idx[dist.rank :: dist.world]
         if x.shape[-1] != size:
             x = F.interpolate(
@@ -567,13 +576,7 @@ def _train(
             2 * config.batch_size,
             device,
             config.seed,
-            augment=partial(
-                D.augment,
-                generator=_epoch_generator(config.seed, config.epochs),  # one epoch more
-                color_jitter=config.color_jitter,
-                brighten=config.brighten,
-                darken=config.darken,
-            ),
+            augment=augmentation(config, _epoch_generator(config.seed, config.epochs)),
         )
         save_checkpoint(
             out / "checkpoints" / "final.safetensors",
@@ -763,7 +766,7 @@ def _stale_bn_statistics(meta: dict) -> str | None:
     if statistics == CLASS_SORTED_BN_STATISTICS:
         return "class-sorted batches"
     config = meta.get("config") or {}
-    relit = any(config.get(k, 0) for k in ("color_jitter", "brighten", "darken"))
+    relit = any(config.get(k, 0) for k in RELIGHTING)
     if statistics == SHUFFLED_BN_STATISTICS and relit:
         return "un-augmented images although training changed their light and colour"
     return None
