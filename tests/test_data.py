@@ -89,6 +89,19 @@ def test_near_duplicates_are_grouped(tmp_path: Path):
     assert len(set(groups)) == len(ds.samples) - 2
 
 
+def test_duplicates_are_searched_at_one_size_whatever_the_run_decoded(tmp_path: Path):
+    make_image_folder(tmp_path, classes=("a", "b"), per_class=4, size=32)
+    ds = D.scan_dataset(tmp_path)
+    ramp = np.broadcast_to(np.arange(32, dtype=np.uint8)[:, None, None] * 8, (32, 32, 3))
+    alike = np.stack([ramp] * len(ds.samples))  # one picture 8 times: would make one group
+    assert len(set(D.duplicate_groups(ds, alike))) == 1
+
+    expected = D.duplicate_groups(ds, D.load_images(ds, D.DUPLICATE_SEARCH_SIZE, tmp_path / "c"))
+    for run_images in (None, alike, D.load_images(ds, 64, tmp_path / "c")):
+        found = D.find_duplicate_groups(ds, tmp_path / "c", run_images)
+        np.testing.assert_array_equal(found, expected)
+
+
 def test_augment_keeps_shape_range_and_is_reproducible():
     x = torch.rand(8, 3, 16, 16)
     a = D.augment(x, torch.Generator().manual_seed(1), color_jitter=0.3)

@@ -118,6 +118,25 @@ def test_resume_after_interruption_gives_the_same_result(
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_a_resumed_run_keeps_the_split_it_started_with(
+    image_folder: Path, tmp_path: Path, monkeypatch
+):
+    run = tmp_path / "run"
+    config = replace(TINY, epochs=1)
+    T.train(image_folder, run, config, cache_dir=tmp_path / "c", show_progress=False)
+    started_with = (run / "split.json").read_text()
+
+    def split_differently(*args, **kwargs):
+        raise AssertionError("a resumed run must not split the data again")
+
+    monkeypatch.setattr(T, "make_split", split_differently)
+    for final in (run / "checkpoints").glob("final.*"):  # re-finalise, as docs/results.md does
+        final.unlink()
+    T.train(image_folder, run, config, resume=True, cache_dir=tmp_path / "c", show_progress=False)
+    assert (run / "checkpoints" / "final.safetensors").is_file()
+    assert (run / "split.json").read_text() == started_with
+
+
 def test_outer_folds_partition_the_data():
     labels = np.repeat([0, 1, 2], 20)
     groups = np.arange(60) // 2

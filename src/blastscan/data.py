@@ -296,6 +296,26 @@ def near_duplicate_pairs(images: np.ndarray, threshold: float = 0.98) -> np.ndar
     return np.stack([i, j], axis=1)
 
 
+# Near-duplicates are a property of the files, not of a run: they are searched at this one size,
+# so a run at 224 px and one at 128 px group, and so split, the dataset the same way (searched
+# at each run's own size, one pair near the threshold moved ~190 of 977 test images between
+# them). 128 is the fast recipe's size, so the splits of the runs made before stay as they were.
+DUPLICATE_SEARCH_SIZE = 128
+
+
+def find_duplicate_groups(
+    dataset: Dataset, cache_dir: Path | None = None, images: np.ndarray | None = None
+) -> np.ndarray:
+    """`duplicate_groups` with near-duplicates searched at `DUPLICATE_SEARCH_SIZE`.
+
+    `images`, when given, are the run's own decoded images; they are used only if they already
+    are at that size, else the images are decoded (or read from the cache) at it.
+    """
+    if images is None or images.shape[1:3] != (DUPLICATE_SEARCH_SIZE, DUPLICATE_SEARCH_SIZE):
+        images = load_images(dataset, DUPLICATE_SEARCH_SIZE, cache_dir)
+    return duplicate_groups(dataset, images)
+
+
 def duplicate_groups(
     dataset: Dataset, images: np.ndarray | None = None, threshold: float = 0.98
 ) -> np.ndarray:
@@ -511,6 +531,17 @@ def run_split(
     Images are matched by class folder and file name, so a dataset moved or mounted elsewhere
     still lines up with the run's split.json; a missing image is an error naming it.
     """
+    variant = (meta.get("config") or {}).get("variant", "Original")
+    dataset = scan_dataset(data_dir, variant)
+    if dataset.classes != meta["classes"]:
+        raise BlastscanError(
+            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
+        )
+    return dataset, saved_split(run_dir, dataset)
+
+
+def saved_split(run_dir: Path, dataset: Dataset) -> dict[str, np.ndarray]:
+    """Indices in `dataset` of the train/val/test images a run's split.json lists."""
     import json
 
     try:
@@ -519,12 +550,6 @@ def run_split(
         raise BlastscanError(
             f"{run_dir}: no readable split.json ({exc}); pass a training run directory"
         ) from exc
-    variant = (meta.get("config") or {}).get("variant", "Original")
-    dataset = scan_dataset(data_dir, variant)
-    if dataset.classes != meta["classes"]:
-        raise BlastscanError(
-            f"{data_dir}: classes {dataset.classes} differ from the model's {meta['classes']}"
-        )
     position = {image_key(s.path): i for i, s in enumerate(dataset.samples)}
     indices = {}
     for part in ("train", "val", "test"):
@@ -532,11 +557,11 @@ def run_split(
         missing = [p for p in wanted if image_key(p) not in position]
         if missing:
             raise BlastscanError(
-                f"{data_dir}: {len(missing)} of the run's {len(wanted)} {part} images are not there "
+                f"{dataset.root}: {len(missing)} of the run's {len(wanted)} {part} images are not there "
                 f"(e.g. {missing[0]}); pass the dataset the run was trained on"
             )
         indices[part] = np.array([position[image_key(p)] for p in wanted], dtype=np.int64)
-    return dataset, indices
+    return indices
 
 
 # --------------------------------------------------------------------------------------------

@@ -451,10 +451,13 @@ def _train(
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
-    groups = D.duplicate_groups(dataset, images)
-    split = make_split(dataset, config, groups)
-    if dist.main:
-        _write_run_facts(out, config, dataset, groups, split)
+    groups = D.find_duplicate_groups(dataset, cache_dir, images)
+    if resume:  # a resumed run goes on with the split it started with, whatever the code now says
+        split = Split(**D.saved_split(out, dataset))
+    else:
+        split = make_split(dataset, config, groups)
+        if dist.main:
+            _write_run_facts(out, config, dataset, groups, split)
     log.info(
         "data: %d images, %d train / %d val / %d test, device %s, %d process(es)",
         len(dataset.samples),
