@@ -657,6 +657,7 @@ def test_extract_with_data_of_other_classes(messy, tmp_path: Path):
     [
         ("truncated last checkpoint", "last.safetensors: checkpoint missing or damaged"),
         ("missing config.json", "config.json: missing or damaged"),
+        ("missing split.json", "split.json: missing or damaged"),
     ],
 )
 def test_resume_from_a_damaged_run_is_a_one_line_error(messy, tmp_path: Path, case, fragment):
@@ -666,8 +667,9 @@ def test_resume_from_a_damaged_run_is_a_one_line_error(messy, tmp_path: Path, ca
     shutil.copy(source / "checkpoints" / "last.json", run / "checkpoints" / "last.json")
     os.link(source / "checkpoints" / "last.safetensors", run / "checkpoints" / "last.safetensors")
     truncate(run / "checkpoints" / "last.safetensors", 4096)
-    if case != "missing config.json":
-        shutil.copy(source / "config.json", run / "config.json")
+    for name in ("config.json", "split.json"):
+        if case != f"missing {name}":
+            shutil.copy(source / name, run / name)
     result = runner.invoke(app, [*train_args(messy["root"], run), "--resume"])
     assert_one_line_error(result, fragment, "train again into a new --out")
 

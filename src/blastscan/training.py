@@ -451,10 +451,10 @@ def _train(
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
-    groups = D.find_duplicate_groups(dataset, cache_dir, images)
-    if resume:  # a resumed run goes on with the split it started with, whatever the code now says
-        split = Split(**D.saved_split(out, dataset))
+    if resume:  # a resumed run goes on with its own split, even where the splitting rule changed
+        split = _saved_split(out, dataset)
     else:
+        groups = D.find_duplicate_groups(dataset, cache_dir, images)
         split = make_split(dataset, config, groups)
         if dist.main:
             _write_run_facts(out, config, dataset, groups, split)
@@ -644,6 +644,15 @@ def recompute_bn_statistics(
     )
     update_bn(batches, model, device=device)
     model.eval()
+
+
+def _saved_split(out: Path, dataset: D.Dataset) -> Split:
+    try:
+        return Split(**D.saved_split(out, dataset))
+    except BlastscanError as exc:
+        raise BlastscanError(
+            f"{out / 'split.json'}: missing or damaged ({exc}); {RESTART}"
+        ) from exc
 
 
 def _write_run_facts(
