@@ -102,6 +102,22 @@ def test_duplicates_are_searched_at_one_size_whatever_the_run_decoded(tmp_path: 
         np.testing.assert_array_equal(found, expected)
 
 
+def test_hue_augmentation_turns_colours_and_keeps_each_pixels_extremes():
+    x = torch.rand(6, 3, 8, 8)
+    plain = D.augment(x, torch.Generator().manual_seed(3))
+    turned = D.augment(x, torch.Generator().manual_seed(3), hue=40.0)
+    assert (turned - plain).abs().max() > 0.05  # the hue moved
+    torch.testing.assert_close(turned.amax(1), plain.amax(1))  # value kept
+    torch.testing.assert_close(turned.amin(1), plain.amin(1))  # and saturation with it
+    assert turned.min() >= 0 and turned.max() <= 1
+
+
+def test_rotate_hue_takes_one_angle_per_image():
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).repeat(3, 1, 1, 1)
+    out = D.rotate_hue(red, torch.tensor([0.0, 120.0, -120.0]))
+    assert out[:, :, 0, 0].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
 def test_augment_keeps_shape_range_and_is_reproducible():
     x = torch.rand(8, 3, 16, 16)
     a = D.augment(x, torch.Generator().manual_seed(1), color_jitter=0.3)

@@ -129,6 +129,16 @@ def train(
             max=0.95,
         ),
     ] = None,
+    hue: Annotated[
+        float | None,
+        typer.Option(
+            help="Rotate each image's hue by up to +-this many degrees (0 = off): another "
+            "stain batch or white balance.",
+            show_default="0",
+            min=0.0,
+            max=180.0,
+        ),
+    ] = None,
     input_norm: Annotated[
         str,
         typer.Option(
@@ -193,6 +203,7 @@ def train(
         color_jitter=color_jitter,
         brighten=brighten,
         darken=darken,
+        hue=hue,
         input_norm="stain" if stain_norm else input_norm,
         pretrained=str(pretrained) if pretrained else None,
         seed=seed,

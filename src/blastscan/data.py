@@ -395,12 +395,36 @@ def to_float_tensor(
     return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
+def rotate_hue(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of (N, 3, H, W) images by `degrees` (one number, or one per image).
+
+    Saturation and value are kept, as a different stain batch or white balance would shift
+    the colour. Written out because no kept library without torchvision offers it: with V =
+    max, C = max - min and H in [0, 6), channel n (R: 5, G: 3, B: 1) is
+    V - C * clip(min(k, 4 - k), 0, 1), k = (n + H) mod 6, the closed form of HSV to RGB
+    (matches matplotlib's).
+    """
+    r, g, b = x.unbind(1)
+    v, c = x.amax(1), x.amax(1) - x.amin(1)
+    safe = torch.where(c > 0, c, torch.ones_like(c))
+    h = torch.where(
+        v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
+    shift = torch.as_tensor(degrees, dtype=x.dtype, device=x.device).reshape(-1, 1, 1) / 60
+    h = (h + shift) % 6
+    k = (
+        torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) + h[:, None]
+    ) % 6
+    return v[:, None] - c[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
+
+
 def augment(
     x: torch.Tensor,
     generator: torch.Generator,
     color_jitter: float = 0.0,
     brighten: float = 0.0,
     darken: float = 0.0,
+    hue: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -410,7 +434,8 @@ def augment(
     images under a brighter lamp, x -> min(s x, 1) for s uniform in [1, 1 + b], saved at 8
     bits as a camera would: the clipped highlights a dark-point network cannot divide out.
     `darken` d > 0 shows the other half under a dimmer lamp, s uniform in [1 - d, 1]: with
-    both, a plain network sees the whole range of lamps it should not care about.
+    both, a plain network sees the whole range of lamps it should not care about. `hue`
+    h > 0 rotates each image's hue by a uniform draw in [-h, h] degrees (another stain batch).
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -434,6 +459,9 @@ def augment(
         draws = torch.rand(n, 2, generator=generator).to(x.device)
         scale = torch.where(draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, 1 - draws[:, 1] * darken)
         out = (out * scale.view(n, 1, 1, 1)).clamp_(0.0, 1.0).mul_(255).round_().div_(255)
+    if hue > 0:  # drawn last, for the same reason
+        degrees = (torch.rand(n, generator=generator) * 2 - 1).to(x.device) * hue
+        out = rotate_hue(out, degrees)
     return out.contiguous(memory_format=torch.channels_last)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from blastscan.data import rotate_hue
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import proportion
 from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
@@ -72,29 +73,13 @@ def contrast(images: np.ndarray, factor: float) -> np.ndarray:
 
 
 def hue(images: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate the hue in HSV by `degrees` (a different stain batch or white balance).
-
-    Saturation and value are kept. Vectorised: with V = max, C = max - min and H in [0, 6),
-    channel n (R: 5, G: 3, B: 1) is V - C * clip(min(k, 4 - k), 0, 1), k = (n + H) mod 6, the
-    closed form of the HSV-to-RGB conversion (matches matplotlib's, 5x faster).
-    """
+    """Rotate the hue in HSV by `degrees` (a different stain batch or white balance); the
+    same rotation as `blastscan train --hue` (`data.rotate_hue`)."""
     images = _check_batch(images)
     if degrees % 360 == 0:
         return images.copy()
-    x = images.astype(np.float32)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    v = x.max(axis=-1)
-    c = v - x.min(axis=-1)
-    safe = np.where(c > 0, c, 1.0)
-    h = np.where(
-        v == r, ((g - b) / safe) % 6.0, np.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )
-    h = (h + np.float32(degrees / 60.0)) % 6.0
-    out = np.empty_like(x)
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
-        k = (n + h) % 6.0
-        out[..., channel] = v - c * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
-    return _as_uint8(out)
+    x = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2)
+    return _as_uint8(rotate_hue(x, degrees).permute(0, 2, 3, 1).numpy())
 
 
 def stain(images: np.ndarray, factor: float) -> np.ndarray:

@@ -78,6 +78,7 @@ class TrainConfig:
     color_jitter: float = 0.0
     brighten: float = 0.0  # > 0: half the images brightened by up to 1 + brighten, clipped
     darken: float = 0.0  # > 0: the other half darkened by down to 1 - darken
+    hue: float = 0.0  # > 0: each image's hue rotated by up to +-hue degrees
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green) or "darkpoint" (every
     # channel against its own dark level); see models/stain.py
@@ -301,7 +302,7 @@ class TrainResult:
 
 
 # The augmentations that change an image's light and colour, hence its batch-norm statistics.
-RELIGHTING = ("color_jitter", "brighten", "darken")
+RELIGHTING = ("color_jitter", "brighten", "darken", "hue")
 
 
 def augmentation(config: TrainConfig, generator: torch.Generator) -> Callable:
