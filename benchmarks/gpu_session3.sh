@@ -8,7 +8,10 @@
 #   C. fast recipe 40 epochs, plain vs --brighten/--darken 0.45, two seeds, brightness sweep
 # B and C share the GPU (run side by side after A, so A's timings are alone). Everything lands
 # in $OUT stage by stage, written atomically, so a call cut at its limit still returns what
-# finished. The dataset travels in carry/data (JPEGs losslessly re-packed, pixel-identical).
+# finished. The dataset travels as carry/data.tar.xz (benchmarks/pack_dataset.sh says how);
+# the call was: mkdir -p /tmp/data && tar xJf carry/data.tar.xz -C /tmp/data && DATA=/tmp/data bash benchmarks/gpu_session3.sh
+# Ran on the tree of commit 38aff29, before the split fix (docs/results.md, "Splits"): run today, its
+# 224-px networks hold out the same images as the 128-px ones, not those documented.
 # DATA=/path SMOKE=1 runs it small on the CPU, to check the script before spending GPU time.
 set -uo pipefail
 export PYTHONPATH=src PYTHONUNBUFFERED=1 BLASTSCAN_CACHE=/tmp/bscache
