@@ -399,13 +399,14 @@ def rotate_hue(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of (N, 3, H, W) images by `degrees` (one number, or one per image).
 
     Saturation and value are kept, as a different stain batch or white balance would shift
-    the colour. Written out because no kept library without torchvision offers it: with V =
-    max, C = max - min and H in [0, 6), channel n (R: 5, G: 3, B: 1) is
-    V - C * clip(min(k, 4 - k), 0, 1), k = (n + H) mod 6, the closed form of HSV to RGB
-    (matches matplotlib's).
+    the colour. Written out: torchvision's adjust_hue cannot be installed beside our torch, and
+    kornia would be a whole dependency for ten lines. With V = max, C = max - min and H in
+    [0, 6), channel n (R: 5, G: 3, B: 1) is V - C * clip(min(k, 4 - k), 0, 1),
+    k = (n + H) mod 6, the closed form of HSV to RGB (matches matplotlib's).
     """
     r, g, b = x.unbind(1)
-    v, c = x.amax(1), x.amax(1) - x.amin(1)
+    v = x.amax(1)
+    c = v - x.amin(1)
     safe = torch.where(c > 0, c, torch.ones_like(c))
     h = torch.where(
         v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4)
