@@ -569,16 +569,20 @@ def run_split(
     return dataset, saved_split(run_dir, dataset)
 
 
-def saved_split(run_dir: Path, dataset: Dataset) -> dict[str, np.ndarray]:
-    """Indices in `dataset` of the train/val/test images a run's split.json lists."""
+def saved_split(
+    run_dir: Path, dataset: Dataset, fix: str = "pass a training run directory"
+) -> dict[str, np.ndarray]:
+    """Indices in `dataset` of the train/val/test images a run's split.json lists.
+
+    `fix` is the advice when split.json cannot be read: it depends on what the caller was doing.
+    """
     import json
 
+    path = Path(run_dir) / "split.json"
     try:
-        split = json.loads((Path(run_dir) / "split.json").read_text())
+        split = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise BlastscanError(
-            f"{run_dir}: no readable split.json ({exc}); pass a training run directory"
-        ) from exc
+        raise BlastscanError(f"{path}: missing or damaged ({exc}); {fix}") from exc
     position = {image_key(s.path): i for i, s in enumerate(dataset.samples)}
     indices = {}
     for part in ("train", "val", "test"):

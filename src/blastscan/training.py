@@ -163,13 +163,13 @@ class Split:
     test: np.ndarray
 
 
-def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray | None = None) -> Split:
+def make_split(dataset: D.Dataset, config: TrainConfig, groups: np.ndarray) -> Split:
     """70/30 train/test split (or one outer fold), then a validation slice of the training part.
 
-    Duplicate groups (exact and near) never straddle any of the three parts.
+    Duplicate groups (exact and near, `data.find_duplicate_groups`) never straddle any of the
+    three parts.
     """
     labels = dataset.labels
-    groups = D.duplicate_groups(dataset) if groups is None else groups
     if config.outer_folds:
         train, test = outer_fold_split(
             labels, groups, config.outer_folds, config.outer_fold, config.seed
@@ -453,7 +453,7 @@ def _train(
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
     if resume:  # a resumed run goes on with its own split, even where the splitting rule changed
-        split = _saved_split(out, dataset)
+        split = Split(**D.saved_split(out, dataset, fix=RESTART))
     else:
         groups = D.find_duplicate_groups(dataset, cache_dir, images)
         split = make_split(dataset, config, groups)
@@ -645,15 +645,6 @@ def recompute_bn_statistics(
     )
     update_bn(batches, model, device=device)
     model.eval()
-
-
-def _saved_split(out: Path, dataset: D.Dataset) -> Split:
-    try:
-        return Split(**D.saved_split(out, dataset))
-    except BlastscanError as exc:
-        raise BlastscanError(
-            f"{out / 'split.json'}: missing or damaged ({exc}); {RESTART}"
-        ) from exc
 
 
 def _write_run_facts(
