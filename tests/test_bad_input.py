@@ -680,6 +680,7 @@ def test_resume_from_a_damaged_run_is_a_one_line_error(messy, tmp_path: Path, ca
         ["select", "f.npz", "--out", "s.json", "--n-features", "0"],
         ["evaluate", "f.npz", "--out", "ev", "--folds", "1"],
         ["train", "--data", "d", "--out", "r", "--image-size", "16"],
+        ["train", "--data", "d", "--out", "r", "--start-image-size", "16"],
         ["extract", "--model", "r", "--data", "d", "--out", "f.npz", "--batch-size", "0"],
     ],
 )

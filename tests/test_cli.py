@@ -166,3 +166,15 @@ def test_reproduce_quick_strict_protocol_trains_one_cnn_per_fold(real_data: Path
     for k in range(3):
         fold = json.loads((out / "strict" / f"fold{k}" / "split.json").read_text())
         assert set(fold["test"]).isdisjoint(fold["train"] + fold["val"])
+
+
+def test_train_grows_the_images_with_start_image_size(image_folder: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(image_folder), "--out", str(run), "--epochs", "2",
+            "--batch-size", "8", "--image-size", "64", "--start-image-size", "32", "--quiet",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    history = json.loads((run / "history.json").read_text())
+    assert [h["image_size"] for h in history] == [32, 64]
+    assert json.loads((run / "config.json").read_text())["start_image_size"] == 32

@@ -106,6 +106,15 @@ def train(
             min=32,
         ),
     ] = None,
+    start_image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Progressive resizing: start at this size and grow in steps of 32 px to "
+            "--image-size by two thirds of the epochs (cheaper early epochs).",
+            show_default="off",
+            min=32,
+        ),
+    ] = None,
     color_jitter: Annotated[
         float | None,
         typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0"),
@@ -200,6 +209,7 @@ def train(
         batch_size=batch_size,
         lr=lr,
         image_size=image_size,
+        start_image_size=start_image_size,
         color_jitter=color_jitter,
         brighten=brighten,
         darken=darken,
@@ -693,6 +703,18 @@ def serve(
     run_server(bundle, host, port, max_concurrent)
 
 
+def _perturbation_grid(names: list[str]) -> dict[str, tuple[float, ...]]:
+    """The named perturbations at their default strengths; a one-line error for a wrong name."""
+    from blastscan.robustness import DEFAULT_GRID
+
+    unknown = sorted(set(names) - set(DEFAULT_GRID))
+    if unknown:
+        raise BlastscanError(
+            f"unknown perturbation(s) {unknown}; choose from {sorted(DEFAULT_GRID)}"
+        )
+    return {k: v for k, v in DEFAULT_GRID.items() if k in names}
+
+
 @app.command()
 @friendly_errors
 def robustness(
@@ -718,12 +740,7 @@ def robustness(
     """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts."""
     from blastscan.robustness import DEFAULT_GRID, run_robustness
 
-    unknown = sorted(set(perturbation or []) - set(DEFAULT_GRID))
-    if unknown:
-        raise BlastscanError(
-            f"unknown perturbation(s) {unknown}; choose from {sorted(DEFAULT_GRID)}"
-        )
-    grid = {k: v for k, v in DEFAULT_GRID.items() if not perturbation or k in perturbation}
+    grid = _perturbation_grid(perturbation or list(DEFAULT_GRID))
     result = run_robustness(
         run, data, out, perturbations=grid, batch_size=batch_size, device=device,
         bundle=bundle, head=head,
@@ -736,6 +753,40 @@ def robustness(
         line += f"; worst {worst['accuracy']:.1%} ({worst['perturbation']} {worst['strength']:g})"
     typer.echo(line)
     typer.echo(f"-> {Path(out) / 'robustness.md'}")
+
+
+@app.command()
+@friendly_errors
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="First training run (A).")],
+    run_b: Annotated[Path, typer.Argument(help="Second run (B), same seed and data as A.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder both runs were trained on.")],
+    out: Annotated[Path, typer.Option(help="Where compare.json/.md go.")],
+    perturbation: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also compare under these perturbations (repeatable), at their default "
+            "strengths: brightness, contrast, hue, stain, blur, jpeg.",
+            show_default="clean images only",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
+) -> None:
+    """Two runs image by image on their shared test images: accuracies and McNemar's exact test."""
+    from blastscan.compare import compare_runs
+
+    grid = _perturbation_grid(perturbation or [])
+    result = compare_runs(
+        run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device
+    )
+    clean = result["rows"][0]
+    typer.echo(
+        f"clean: A {clean['accuracy_a']['value']:.2%}, B {clean['accuracy_b']['value']:.2%} "
+        f"(only A right {clean['a_only']}, only B right {clean['b_only']}, "
+        f"McNemar p = {clean['p_value']:.3g})"
+    )
+    typer.echo(f"-> {Path(out) / 'compare.md'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

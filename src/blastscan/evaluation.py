@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -207,6 +207,35 @@ def proportion(k: int, n: int, confidence: float = 0.95) -> dict[str, float | in
     low, high = wilson_interval(k, n, confidence)
     value = k / n if n else 0.0
     return {"value": value, "low": low, "high": high, "k": int(k), "n": int(n)}
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
+    """Exact McNemar test of two classifiers scored on the same images.
+
+    Why paired: two accuracies on one test set are not independent samples, so comparing their
+    Wilson intervals overstates the doubt. Only the images exactly one classifier gets right
+    say which is better; under "equally good" each of those is a coin flip, so the exact
+    two-sided p-value is a binomial test of `a_only` in `a_only + b_only` at 1/2 (scipy's
+    binomtest). A large p-value says the test set cannot tell them apart, not that they are
+    equal.
+    """
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise BlastscanError(f"paired results differ in shape: {a.shape} vs {b.shape}")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    discordant = a_only + b_only
+    p_value = binomtest(a_only, discordant, 0.5).pvalue if discordant else 1.0
+    n = len(a)
+    return {
+        "n": n,
+        "accuracy_a": proportion(int(a.sum()), n),
+        "accuracy_b": proportion(int(b.sum()), n),
+        "difference": (int(b.sum()) - int(a.sum())) / n if n else 0.0,
+        "a_only": a_only,
+        "b_only": b_only,
+        "both_wrong": int(np.sum(~a & ~b)),
+        "p_value": float(p_value),
+    }
 
 
 def bootstrap_interval(

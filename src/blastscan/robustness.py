@@ -213,12 +213,14 @@ def bundle_predictor(bundle, head: str = "auto", batch_size: int = 64) -> Predic
     return predict
 
 
-def _point(strength, pred, proba, labels) -> dict:
+def _point(strength, pred, proba, labels, keep_predictions: bool = False) -> dict:
     from blastscan.calibration import expected_calibration_error
 
     k = int(np.sum(pred == labels))
     point = {"strength": float(strength), "accuracy": proportion(k, len(labels))}
     point["ece"] = expected_calibration_error(proba, labels) if len(labels) else 0.0
+    if keep_predictions:
+        point["predictions"] = [int(p) for p in pred]
     return point
 
 
@@ -231,6 +233,7 @@ def evaluate_robustness(
     device: torch.device | str | None = None,
     chunk: int = 512,
     on_step: Callable[[str, float, dict], None] | None = None,
+    keep_predictions: bool = False,
 ) -> dict:
     """Accuracy (95% Wilson interval) and top-label ECE, clean and under each perturbation.
 
@@ -240,7 +243,8 @@ def evaluate_robustness(
     `perturbations` maps a name from PERTURBATIONS to the strengths to try. Images are
     perturbed `chunk` at a time, so memory stays bounded for any N. Returns plain JSON values:
     {"n", "clean": point, "perturbations": {name: {"label", "identity", "points": [point...]}}}
-    where a point is {"strength", "accuracy": proportion, "ece"}.
+    where a point is {"strength", "accuracy": proportion, "ece"}, plus "predictions" (one class
+    index per image, in `images` order) with `keep_predictions`, for paired comparisons.
     """
     images = _check_batch(images)
     labels = np.asarray(labels, dtype=np.int64)
@@ -275,6 +279,7 @@ def evaluate_robustness(
             np.concatenate(preds),
             np.concatenate(probas),
             labels,
+            keep_predictions,
         )
         if on_step:
             on_step(name or "clean", strength, point)
