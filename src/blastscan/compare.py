@@ -13,6 +13,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import mcnemar
 from blastscan.io import atomic_write_json, atomic_write_text
@@ -36,12 +38,12 @@ def _shared_test_images(run_a: Path, meta_a: dict, run_b: Path, meta_b: dict, da
 
 def _conditions(result: dict):
     """(name, strength, predictions) of the clean point and every perturbed one."""
-    from blastscan.robustness import _fmt_strength
+    from blastscan.robustness import strength_label
 
     yield "clean", "", result["clean"]["predictions"]
     for name, block in result["perturbations"].items():
         for point in block["points"]:
-            yield name, _fmt_strength(name, point["strength"]), point["predictions"]
+            yield name, strength_label(name, point["strength"]), point["predictions"]
 
 
 def compare_runs(
@@ -59,8 +61,6 @@ def compare_runs(
     `perturbations` (as in `robustness.evaluate_robustness`; default: none) adds a comparison
     under each shift. Writes `compare.json` and `compare.md` under `out_dir` atomically.
     """
-    import numpy as np
-
     from blastscan.distributed import configure_threads
     from blastscan.features import pick_device
     from blastscan.robustness import evaluate_robustness

@@ -327,7 +327,8 @@ def summarize(result: dict, low: float = 0.7, high: float = 1.3) -> dict:
     return out
 
 
-def _fmt_strength(name: str, s: float) -> str:
+def strength_label(name: str, s: float) -> str:
+    """How tables name a strength: x0.7 (factors), +15 deg, sigma 2, q10."""
     if name in ("brightness", "contrast", "stain"):
         return f"x{s:g}"
     if name == "hue":
@@ -353,7 +354,7 @@ def robustness_table_markdown(result: dict) -> str:
         for pt in block["points"]:
             a = pt["accuracy"]
             rows.append(
-                f"| {name} | {_fmt_strength(name, pt['strength'])} | {100 * a['value']:.1f}% | "
+                f"| {name} | {strength_label(name, pt['strength'])} | {100 * a['value']:.1f}% | "
                 f"{100 * a['low']:.1f}–{100 * a['high']:.1f}% | {100 * (a['value'] - c):+.1f} pp | "
                 f"{pt['ece']:.3f} |"
             )
