@@ -64,7 +64,9 @@ def main() -> None:
     rates: dict[str, list[float]] = {"pinned": [], "pageable": []}
     for _ in range(3):
         for name, convert in (("pinned", PINNED), ("pageable", pageable)):
-            rates[name].append(epoch_rate(model, optimizer, images, labels, config, device, convert))
+            rates[name].append(
+                epoch_rate(model, optimizer, images, labels, config, device, convert)
+            )
     batch = images[:128]
     out = {
         "device": torch.cuda.get_device_name(),

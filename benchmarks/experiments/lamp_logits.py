@@ -55,7 +55,9 @@ def main() -> None:
     arrays = {"brightness": np.asarray(args.brightness), "gains": gains}
     for part in ("val", "test"):
         rows = parts[part]
-        logits = np.zeros((len(args.brightness), len(gains), len(rows), model.num_classes), np.float16)
+        logits = np.zeros(
+            (len(args.brightness), len(gains), len(rows), model.num_classes), np.float16
+        )
         for i, b in enumerate(args.brightness):
             lit = brightness(images[rows], b)
             for j, g in enumerate(gains):
@@ -72,8 +74,12 @@ def main() -> None:
     with open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
     tmp.replace(args.out)
-    clean = np.argmax(arrays["test_logits"][list(np.isclose(args.brightness, 1)).index(True), -1], 1)
-    print(f"{args.run.name}: test accuracy at x1.0, gain 1: {np.mean(clean == arrays['test_labels']):.4f}")
+    clean = np.argmax(
+        arrays["test_logits"][list(np.isclose(args.brightness, 1)).index(True), -1], 1
+    )
+    print(
+        f"{args.run.name}: test accuracy at x1.0, gain 1: {np.mean(clean == arrays['test_labels']):.4f}"
+    )
 
 
 if __name__ == "__main__":
