@@ -397,6 +397,13 @@ def test_one_class_is_a_one_line_error(tmp_path: Path):
     assert_one_line_error(result, "found 1 class folder(s)", "needs at least two")
 
 
+
+def test_a_teacher_that_is_not_a_run_is_a_one_line_error(tmp_path: Path):
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=3)
+    args = train_args(root, tmp_path / "run") + ["--teacher", str(tmp_path / "nope")]
+    result = runner.invoke(app, args)
+    assert_one_line_error(result, str(tmp_path / "nope"), "no checkpoint there")
+
 # ------------------------------------------------------------------ features files
 
 
@@ -681,6 +688,7 @@ def test_resume_from_a_damaged_run_is_a_one_line_error(messy, tmp_path: Path, ca
         ["evaluate", "f.npz", "--out", "ev", "--folds", "1"],
         ["train", "--data", "d", "--out", "r", "--image-size", "16"],
         ["train", "--data", "d", "--out", "r", "--start-image-size", "16"],
+        ["train", "--data", "d", "--out", "r", "--teacher-weight", "1.5"],
         ["extract", "--model", "r", "--data", "d", "--out", "f.npz", "--batch-size", "0"],
     ],
 )

@@ -245,3 +245,79 @@ def test_population_statistics_are_taken_over_the_images_as_training_augmented_t
     T.recompute_bn_statistics(model, images, 16, torch.device("cpu"), augment=lambda x: x * 0.5)
     # the first convolution is linear and has no bias: half the light, half the mean
     torch.testing.assert_close(first.running_mean, plain * 0.5, rtol=1e-4, atol=1e-6)
+
+
+def test_distillation_loss_is_zero_only_where_the_student_agrees():
+    teacher = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 3.0, 0.0, 0.0]])
+    assert T.distillation_loss(teacher.clone(), teacher).item() == pytest.approx(0.0, abs=1e-6)
+    # A constant shift of the logits is the same distribution.
+    assert T.distillation_loss(teacher + 5.0, teacher).item() == pytest.approx(0.0, abs=1e-5)
+    other = torch.tensor([[0.0, 2.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+    t = T.DISTILL_TEMPERATURE
+    p = F.softmax(teacher / t, 1)
+    expected = (p * (p.log() - F.log_softmax(other / t, 1))).sum(1).mean() * t * t
+    assert T.distillation_loss(other, teacher).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert expected.item() > 0.1
+
+
+def test_a_teacher_of_weight_zero_changes_nothing(image_folder: Path, tmp_path: Path):
+    """The teacher's copy of the generator leaves the run's own draws as they were."""
+    config = replace(TINY, epochs=2, brighten=0.3, darken=0.3)
+    cache = tmp_path / "c"
+    T.train(image_folder, tmp_path / "teacher", config, cache_dir=cache, show_progress=False)
+    T.train(image_folder, tmp_path / "alone", config, cache_dir=cache, show_progress=False)
+    taught = replace(config, teacher=str(tmp_path / "teacher"), teacher_weight=0.0)
+    T.train(image_folder, tmp_path / "taught", taught, cache_dir=cache, show_progress=False)
+    a = load_file(str(tmp_path / "alone" / "checkpoints" / "final.safetensors"))
+    b = load_file(str(tmp_path / "taught" / "checkpoints" / "final.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    saved = json.loads((tmp_path / "taught" / "config.json").read_text())
+    assert saved["teacher"] == str(tmp_path / "teacher")
+
+
+def test_a_teacher_moves_the_student_towards_its_answers(
+    image_folder: Path, tmp_path: Path, monkeypatch
+):
+    config = replace(TINY, epochs=1, brighten=0.3, darken=0.3)
+    cache = tmp_path / "c"
+    T.train(image_folder, tmp_path / "teacher", config, cache_dir=cache, show_progress=False)
+    seen = []
+    real = T.distillation_loss
+
+    def spy(student, teacher, *args):
+        seen.append((student.shape, teacher.shape))
+        return real(student, teacher, *args)
+
+    monkeypatch.setattr(T, "distillation_loss", spy)
+    taught = replace(
+        config, teacher=str(tmp_path / "teacher" / "checkpoints" / "final.safetensors")
+    )
+    T.train(image_folder, tmp_path / "taught", taught, cache_dir=cache, show_progress=False)
+    assert seen and all(s == t and s[1] == 4 for s, t in seen)
+
+
+def test_a_teacher_that_trained_on_held_out_images_is_refused(image_folder: Path, tmp_path: Path):
+    cache = tmp_path / "c"
+    T.train(
+        image_folder,
+        tmp_path / "teacher",
+        replace(TINY, epochs=1, seed=1),
+        cache_dir=cache,
+        show_progress=False,
+    )
+    other_split = replace(TINY, epochs=1, seed=0, teacher=str(tmp_path / "teacher"))
+    with pytest.raises(BlastscanError, match="held out|holds out"):
+        T.train(
+            image_folder, tmp_path / "taught", other_split, cache_dir=cache, show_progress=False
+        )
+    split = tmp_path / "teacher" / "split.json"
+    split.unlink()
+    with pytest.raises(BlastscanError, match="split.json"):
+        T.train(
+            image_folder,
+            tmp_path / "taught2",
+            replace(other_split, seed=1),
+            cache_dir=cache,
+            show_progress=False,
+        )

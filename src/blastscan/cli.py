@@ -165,6 +165,18 @@ def train(
         Path | None,
         typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch."),
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trained run of the same --seed and data: the network also learns to give "
+            "on each relit image the teacher's answer on the un-relit one (distillation).",
+            show_default="none",
+        ),
+    ] = None,
+    teacher_weight: Annotated[
+        float,
+        typer.Option(help="Share of the distillation term in the loss.", min=0.0, max=1.0),
+    ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed for split, shuffling and augmentation.")] = 0,
     variant: Annotated[
         str, typer.Option(help="Original or Segmented, in the Kaggle layout.")
@@ -216,6 +228,8 @@ def train(
         hue=hue,
         input_norm="stain" if stain_norm else input_norm,
         pretrained=str(pretrained) if pretrained else None,
+        teacher=str(teacher) if teacher else None,
+        teacher_weight=teacher_weight,
         seed=seed,
         variant=variant,
         val_fraction=val_fraction,

@@ -87,6 +87,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     variant: str = "Original"
     pretrained: str | None = None
+    # A trained run (or its checkpoint) whose answers on the un-relit image the network also
+    # learns to give on the relit one (knowledge distillation); see `load_teacher`.
+    teacher: str | None = None
+    teacher_weight: float = 0.5  # share of the distillation term in the loss
     max_per_class: int | None = None  # a stratified subset, for quick runs and tests
     compile: bool = False
     device: str | None = None
@@ -311,6 +315,68 @@ def augmentation(config: TrainConfig, generator: torch.Generator) -> Callable:
     return partial(D.augment, generator=generator, **{k: getattr(config, k) for k in RELIGHTING})
 
 
+# Hinton et al.'s softened targets: at T = 2 the teacher's second choices carry weight.
+DISTILL_TEMPERATURE = 2.0
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = DISTILL_TEMPERATURE
+) -> torch.Tensor:
+    """KL(teacher || student) of the temperature-softened class probabilities, times T^2 so
+    its gradients keep their size whatever T is (Hinton, Vinyals and Dean, 2015)."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student.float() / t, 1),
+        F.log_softmax(teacher.float() / t, 1),
+        log_target=True,
+        reduction="batchmean",
+    ) * (t * t)
+
+
+def load_teacher(config: TrainConfig, dataset: D.Dataset, split: Split, device):
+    """The network a relit student learns from (`config.teacher`), frozen, in eval mode.
+
+    Why: training under every lamp costs a few images at x1.0 against a plain network
+    (docs/results.md). With a teacher, the student is asked, for every relit image, for the
+    answer the plain network gives to the same image under its own lamp. The teacher must
+    not have trained on any image this run holds out: its answers would carry those images
+    into the student. Its split.json proves it; a teacher without one is refused.
+    """
+    if not config.teacher:
+        return None
+    path = Path(config.teacher)
+    run_dir = path if path.is_dir() else path.parent.parent
+    teacher, meta = load_trained_model(path)
+    if list(meta["classes"]) != list(dataset.classes):
+        raise BlastscanError(
+            f"{path}: the teacher knows classes {meta['classes']}, this data has "
+            f"{dataset.classes}; pass a teacher trained on the same classes"
+        )
+    where = run_dir / "split.json"
+    try:
+        trained_on = {D.image_key(p) for p in json.loads(where.read_text())["train"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BlastscanError(
+            f"{where}: missing or damaged ({exc}); pass the teacher's run directory: its "
+            "split.json shows what it trained on"
+        ) from exc
+    held_out = np.concatenate([split.val, split.test])
+    leaked = sum(D.image_key(dataset.samples[i].path) in trained_on for i in held_out)
+    if leaked:
+        raise BlastscanError(
+            f"{path}: the teacher trained on {leaked} images this run holds out "
+            "(validation or test); train it with the same --seed on the same data"
+        )
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def _generator_copy(generator: torch.Generator) -> torch.Generator:
+    copy = torch.Generator()
+    copy.set_state(generator.get_state())
+    return copy
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
@@ -332,11 +398,13 @@ def train_one_epoch(
     steps_per_epoch,
     progress=None,
     dist: Distributed | None = None,
+    teacher: torch.nn.Module | None = None,
 ):
     """One pass over the training images; under torchrun each rank takes every world-th sample.
 
     Every rank draws the same global batch and augmentation, then keeps its own slice, so the
-    averaged gradient is the one a single process would compute for the global batch.
+    averaged gradient is the one a single process would compute for the global batch. A
+    `teacher` sees each image with the same flips and turns but none of the relighting.
     """
     dist = dist or Distributed()
     model.train()
@@ -347,18 +415,21 @@ def train_one_epoch(
     for i, idx in enumerate(_batches(len(images), config.batch_size, gen)):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
-        x = D.to_float_tensor(images[idx.numpy()], device)
-        x = augment(x)[dist.rank :: dist.world]
+        batch = D.to_float_tensor(images[idx.numpy()], device)
+        # The copy draws the same flips and turns; `gen` then goes on as in a run without teacher.
+        plain = D.augment(batch, _generator_copy(gen)) if teacher is not None else None
+        x = _rank_slice_at_size(augment(batch), dist, size)
         idx = idx[dist.rank :: dist.world]
-        if x.shape[-1] != size:
-            x = F.interpolate(
-                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            )
-        x = x.contiguous(memory_format=torch.channels_last)
         y = torch.as_tensor(labels[idx.numpy()], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = teacher(_rank_slice_at_size(plain, dist, size))
+                loss = (1 - config.teacher_weight) * loss + config.teacher_weight * (
+                    distillation_loss(logits, taught)
+                )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad_norm:
@@ -371,6 +442,16 @@ def train_one_epoch(
             progress(len(idx) * dist.world)
     total_loss, correct, seen = dist.sum(total_loss, correct, seen)
     return total_loss / max(seen, 1), correct / max(seen, 1), int(seen)
+
+
+def _rank_slice_at_size(x: torch.Tensor, dist: Distributed, size: int) -> torch.Tensor:
+    """This rank's share of an augmented global batch, resized for progressive resizing."""
+    x = x[dist.rank :: dist.world]
+    if x.shape[-1] != size:
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def evaluate_logits(model, images, labels, batch_size, device) -> tuple[float, float, np.ndarray]:
@@ -470,6 +551,7 @@ def _train(
     )
 
     labels = dataset.labels
+    teacher = load_teacher(config, dataset, split, device)
     torch.manual_seed(config.seed)  # the initial weights are part of the run's reproducibility
     model = darknet19(len(dataset.classes), config.pretrained, config.input_norm).to(device)
     model = model.to(memory_format=torch.channels_last)
@@ -523,6 +605,7 @@ def _train(
                 steps_per_epoch,
                 lambda n: bar.advance(task, n),
                 dist,
+                teacher,
             )
             train_seconds = time.perf_counter() - t0
             if not dist.main:
