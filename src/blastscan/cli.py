@@ -169,7 +169,8 @@ def train(
         Path | None,
         typer.Option(
             help="A trained run of the same --seed and data: the network also learns to give "
-            "on each relit image the teacher's answer on the un-relit one (distillation).",
+            "on each relit image the teacher's answer on the un-relit one (distillation; "
+            "measured: it did not keep a relit fine-tune's clean accuracy, docs/results.md).",
             show_default="none",
         ),
     ] = None,
