@@ -397,12 +397,12 @@ def test_one_class_is_a_one_line_error(tmp_path: Path):
     assert_one_line_error(result, "found 1 class folder(s)", "needs at least two")
 
 
-
 def test_a_teacher_that_is_not_a_run_is_a_one_line_error(tmp_path: Path):
     root = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=3)
     args = train_args(root, tmp_path / "run") + ["--teacher", str(tmp_path / "nope")]
     result = runner.invoke(app, args)
     assert_one_line_error(result, str(tmp_path / "nope"), "no checkpoint there")
+
 
 # ------------------------------------------------------------------ features files
 

@@ -276,7 +276,7 @@ def test_a_teacher_of_weight_zero_changes_nothing(image_folder: Path, tmp_path: 
     assert saved["teacher"] == str(tmp_path / "teacher")
 
 
-def test_a_teacher_moves_the_student_towards_its_answers(
+def test_a_teacher_given_as_a_checkpoint_file_answers_every_batch(
     image_folder: Path, tmp_path: Path, monkeypatch
 ):
     config = replace(TINY, epochs=1, brighten=0.3, darken=0.3)
@@ -321,3 +321,38 @@ def test_a_teacher_that_trained_on_held_out_images_is_refused(image_folder: Path
             cache_dir=cache,
             show_progress=False,
         )
+
+
+class _Recorder(torch.nn.Module):
+    """A 4-class linear model on pooled colour that keeps every input it is shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 4)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.linear(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("relit", [False, True])
+def test_the_teacher_sees_the_students_images_unrelit(relit: bool):
+    images = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(12) % 4
+    config = replace(TINY, batch_size=4, image_size=16, brighten=0.4 * relit, darken=0.4 * relit)
+    student, teacher = _Recorder(), _Recorder()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.01)
+    T.train_one_epoch(
+        student, optimizer, images, labels, config, 0, torch.device("cpu"), 3, teacher=teacher
+    )
+    assert len(student.inputs) == len(teacher.inputs) == 3
+    for seen, taught in zip(student.inputs, teacher.inputs, strict=True):
+        if relit:  # the same flips and turns, then a lamp: each image a multiple of the other
+            assert not torch.equal(seen, taught)
+            for a, b in zip(seen, taught, strict=True):
+                unclipped = (a < 0.99) & (b > 0.05)
+                lamp = (a[unclipped] / b[unclipped]).median()
+                assert torch.allclose(b[unclipped] * lamp, a[unclipped], atol=0.01)
+        else:
+            torch.testing.assert_close(seen, taught, rtol=0, atol=0)
