@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from scipy.special import log_softmax
 from scipy.stats import binomtest
 
 from blastscan.evaluation import mcnemar
@@ -28,9 +29,7 @@ def load(path: Path) -> dict:
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    z = logits.astype(np.float64)
-    z -= z.max(1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+    log_p = log_softmax(logits.astype(np.float64), axis=1)
     return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
