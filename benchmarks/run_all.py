@@ -206,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extract-size", type=int, help="input size of the extract benchmark (default 128)"
     )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        action="append",
+        help="input size of the train benchmark (repeatable; default 224 and 128)",
+    )
+    parser.add_argument(
+        "--compile-size", type=int, help="time torch.compile'd training at this size (default 128)"
+    )
     parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument(
         "--keep-workdir", action="store_true", help="keep the temporary caches and outputs"
@@ -217,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, compile=False)
     if args.extract_size:
         cfg = replace(cfg, extract_size=args.extract_size)
+    if args.train_size:
+        cfg = replace(cfg, train_sizes=tuple(args.train_size))
+    if args.compile_size:
+        cfg = replace(cfg, compile_size=args.compile_size)
     if args.compile_infer:
         cfg = replace(cfg, compile_infer=True)
     selected = args.only or list(BENCHMARKS)
