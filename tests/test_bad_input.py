@@ -512,6 +512,41 @@ def test_select_with_unknown_estimator(tmp_path: Path):
     assert_one_line_error(result, "unknown --estimator 'knn'", "adaptive, plugin")
 
 
+def test_a_threshold_that_keeps_no_feature_is_a_one_line_error(tmp_path: Path):
+    path = features_file(tmp_path / "f.npz", width=6)
+    for protocol in ("paper", "in-fold"):
+        result = runner.invoke(
+            app,
+            ["evaluate", str(path), "--out", str(tmp_path / protocol), "--folds", "2"]
+            + ["--protocol", protocol, "--threshold", "1e9"],
+        )
+        assert_one_line_error(result, "mRMR kept no feature", "lower --threshold")
+
+
+def test_outputs_that_cannot_be_written_fail_first_and_in_one_line(tmp_path: Path):
+    path = features_file(tmp_path / "f.npz", width=6)
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    result = runner.invoke(app, ["select", str(path), "--out", str(folder)])
+    assert_one_line_error(result, str(folder), "cannot write it", "choose another --out")
+    result = runner.invoke(
+        app, ["select", str(path), "--out", str(tmp_path / "s.json"), "--figure", "f.foo"]
+    )
+    assert_one_line_error(result, "f.foo", "--figure must end in one of", ".png")
+    assert not (tmp_path / "s.json").exists()  # refused before the work, not after it
+    result = runner.invoke(app, ["predict", str(tmp_path / "no-bundle"), "x.png", "--out", "r.txt"])
+    assert_one_line_error(result, "r.txt", "--out must end in .csv or .json")
+    result = runner.invoke(app, ["extract", "--model", "r", "--data", "d", "--out", str(folder)])
+    assert_one_line_error(result, str(folder), "is a folder")
+
+
+def test_written_files_get_the_umask_mode_not_a_private_one(tmp_path: Path):
+    from blastscan.io import atomic_write_text, umask
+
+    atomic_write_text(tmp_path / "r.json", "{}")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask()
+
+
 # ------------------------------------------------------------------ checkpoints
 
 
@@ -690,6 +725,12 @@ def test_resume_from_a_damaged_run_is_a_one_line_error(messy, tmp_path: Path, ca
         ["train", "--data", "d", "--out", "r", "--start-image-size", "16"],
         ["train", "--data", "d", "--out", "r", "--teacher-weight", "1.5"],
         ["extract", "--model", "r", "--data", "d", "--out", "f.npz", "--batch-size", "0"],
+        ["train", "--data", "d", "--out", "r", "--val-fraction", "1"],
+        ["train", "--data", "d", "--out", "r", "--max-per-class", "-5"],
+        ["bundle", "r", "--out", "b", "--quantile", "1.5"],
+        ["bundle", "r", "--out", "b", "--n-features", "0"],
+        ["predict", "b", "x.png", "--batch-size", "0"],
+        ["serve", "b", "--max-concurrent", "0"],
     ],
 )
 def test_out_of_range_options_are_usage_errors(args):

@@ -236,6 +236,22 @@ def test_another_format_version_is_refused(copy):
         load_bundle(copy)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.pop("classes"),
+        lambda m: m.pop("input"),
+        lambda m: m.pop("ood"),
+        lambda m: m.update(classes=4),
+    ],
+    ids=["no classes", "no input", "no ood", "classes a number"],
+)
+def test_a_hand_edited_manifest_is_a_blastscan_error(copy, edit):
+    _rewrite_manifest(copy, edit)
+    with pytest.raises(BlastscanError, match="missing or malformed"):
+        load_bundle(copy)
+
+
 def test_a_path_outside_the_bundle_is_refused(copy):
     _rewrite_manifest(copy, lambda m: m["files"].update({"../escape.bin": "0" * 64}))
     with pytest.raises(BlastscanError, match="not a plain file name"):
@@ -286,6 +302,19 @@ def test_write_is_atomic_and_does_not_overwrite_by_default(built, tmp_path):
     replaced = write_bundle(out, tiny_model(), tiny_meta(), overwrite=True)
     assert replaced == out and load_bundle(out).ood is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_bundle(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "r1" / "checkpoints").mkdir(parents=True)
+    (runs / "r1" / "split.json").write_text("{}")
+    for target in (runs, runs / "r1", runs / "r1" / "split.json"):
+        with pytest.raises(BlastscanError, match="not a bundle"):
+            write_bundle(target, tiny_model(), tiny_meta(), overwrite=True)
+    assert (runs / "r1" / "split.json").read_text() == "{}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert load_bundle(write_bundle(empty, tiny_model(), tiny_meta(), overwrite=True))
 
 
 # ---------------------------------------------------------------- from a training run

@@ -24,6 +24,23 @@ def test_any_one_folder_per_class_layout(tmp_path: Path):
     assert ds.classes == ["cats", "dogs"] and ds.display_names == ["cats", "dogs"]
 
 
+def test_a_saved_split_finds_its_images_in_nested_class_folders_moved_elsewhere(tmp_path: Path):
+    """Benign/day1/img-000.png and Pro/day1/img-000.png must not be taken for one image."""
+    import json
+
+    for name in ("old", "new"):
+        make_image_folder(tmp_path / name / "Benign" / "day1", classes=("",), per_class=2)
+        make_image_folder(tmp_path / name / "Pro" / "day1", classes=("",), per_class=2, seed=1)
+    old = D.scan_dataset(tmp_path / "old")
+    assert [Path(s.path).name for s in old.samples].count("img-000.png") == 2
+    paths = [s.path for s in old.samples]
+    (tmp_path / "split.json").write_text(json.dumps({"train": paths[:3], "test": paths[3:]}))
+    new = D.scan_dataset(tmp_path / "new")
+    split = D.saved_split(tmp_path, new)
+    moved = [new.samples[i].path for i in np.concatenate([split["train"], split["test"]])]
+    assert [p.replace("/new/", "/old/") for p in moved] == paths
+
+
 def test_unreadable_files_are_skipped_and_listed(image_folder: Path):
     (image_folder / "Pre" / "broken.jpg").write_bytes(b"not an image")
     ds = D.scan_dataset(image_folder)

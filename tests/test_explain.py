@@ -60,6 +60,25 @@ def test_batch_equals_one_at_a_time_and_defaults_to_the_argmax():
     assert not model.training and all(p.grad is None for p in model.parameters())
 
 
+def test_explaining_and_predicting_from_threads_at_once_changes_nothing():
+    """The web server runs Grad-CAM and plain inference on one shared model in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tiny_model(64)
+    images = synthetic_smears(4, 64, seed=8)
+    cams = grad_cam(model, images).heatmaps
+    logits = infer(model, images, 4).logits
+    jobs = [grad_cam, lambda m, x: infer(m, x, 2)] * 6
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: job(model, images), jobs))
+    for result in results:
+        if hasattr(result, "heatmaps"):
+            np.testing.assert_allclose(result.heatmaps, cams, atol=1e-5)
+        else:
+            np.testing.assert_allclose(result.logits, logits, atol=1e-5)
+    assert all(p.grad is None for p in model.parameters())
+
+
 @pytest.mark.slow
 def test_heat_map_moves_with_the_blob():
     """Train a tiny model (a linear head on frozen random features: a few seconds) on images

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write_bytes, atomic_write_json
+from blastscan.io import atomic_write_bytes, atomic_write_json, umask
 from blastscan.models.stain import input_norm_name
 from blastscan.predict import HEAD_CLASSICAL, HEAD_CNN, OODDetector, Prediction
 
@@ -353,8 +353,8 @@ def write_bundle(
     test metrics; `card_facts` extra lines for the model card (e.g. {"data": "..."}).
     """
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise BlastscanError(f"{out}: already exists; choose another --out or pass --overwrite")
+    if out.exists():
+        _check_replaceable(out, overwrite)
     classes = list(meta["classes"])
     if classical is not None and not isinstance(classical, ClassicalHead):
         classical = ClassicalHead.from_pipeline(classical, classes)
@@ -422,18 +422,22 @@ def _dump_classifier(classifier: Any) -> bytes:
     return data
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _readable_modes(folder: Path) -> None:
-    """mkdtemp/mkstemp make private (0700/0600) entries; a bundle is meant to be shared."""
-    mask = _umask()
-    folder.chmod(0o777 & ~mask)
+    """mkdtemp makes a private (0700) folder; a bundle is meant to be shared."""
+    folder.chmod(0o777 & ~umask())
     for item in folder.iterdir():
-        item.chmod(0o666 & ~mask)
+        item.chmod(0o666 & ~umask())
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """--overwrite replaces an old bundle or an empty folder, never a run or a folder of runs."""
+    if not overwrite:
+        raise BlastscanError(f"{out}: already exists; choose another --out or pass --overwrite")
+    if not out.is_dir() or not ((out / MANIFEST).is_file() or not any(out.iterdir())):
+        raise BlastscanError(
+            f"{out}: not a bundle (no {MANIFEST}), so --overwrite will not delete it; "
+            "choose another --out"
+        )
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -602,7 +606,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BlastscanError(f"{manifest_path}: unreadable ({exc}); re-create the bundle") from exc
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BlastscanError(f"{manifest_path}: not a {FORMAT} file")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BlastscanError(
@@ -636,13 +640,23 @@ def read_verified(root: Path, manifest: dict[str, Any], name: str) -> bytes:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Load and verify a bundle; every file's sha256 is checked, nothing is unpickled."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    try:
+        return _load_verified(root, manifest)
+    except (KeyError, TypeError, AttributeError) as exc:  # a hand-edited bundle.json
+        raise BlastscanError(
+            f"{root / MANIFEST}: a field is missing or malformed ({type(exc).__name__}: {exc}); "
+            "re-create the bundle"
+        ) from exc
+
+
+def _load_verified(root: Path, manifest: dict[str, Any]) -> Bundle:
     from safetensors.numpy import load as load_arrays
     from safetensors.torch import load as load_tensors
 
     from blastscan.models import darknet19
 
-    root = Path(path)
-    manifest = read_manifest(root)
     # Every listed file is read and verified once, before any of them is parsed.
     blobs = {name: read_verified(root, manifest, name) for name in manifest.get("files") or {}}
     if WEIGHTS not in blobs:
@@ -696,12 +710,10 @@ def add_file(root: str | Path, name: str, data: bytes, section: str, info: dict[
     root = Path(root)
     manifest = read_manifest(root)
     atomic_write_bytes(root / name, data)
-    (root / name).chmod(0o666 & ~_umask())
     manifest.setdefault("files", {})[name] = sha256_bytes(data)
     manifest["files"] = dict(sorted(manifest["files"].items()))
     manifest[section] = info
     atomic_write_json(root / MANIFEST, manifest)
-    (root / MANIFEST).chmod(0o666 & ~_umask())
 
 
 # ---------------------------------------------------------------- from a training run
@@ -768,10 +780,14 @@ def fit_classical(
 ) -> ClassicalHead:
     """mRMR (the paper's selection) + a Classification Learner preset, with probabilities."""
     from blastscan.classify import get_preset, make_classifier
-    from blastscan.selection import MRMR
+    from blastscan.selection import MRMR, kept_columns
 
     selector = MRMR(n_features=n_features) if n_features else MRMR(threshold=0.25)
-    pipeline = make_classifier(name, selector=selector, probability=True).fit(X, y)
+    try:
+        pipeline = make_classifier(name, selector=selector, probability=True).fit(X, y)
+    except ValueError:
+        kept_columns(selector)  # the pipeline fits this very selector: say if it kept nothing
+        raise
     return ClassicalHead.from_pipeline(pipeline, classes, get_preset(name).name)
 
 

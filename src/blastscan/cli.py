@@ -40,7 +40,8 @@ def friendly_errors(func: F) -> F:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            typer.secho("interrupted; completed files are kept, rerun with --resume", err=True)
+            hint = "rerun with --resume" if func.__name__ == "train" else "rerun the command"
+            typer.secho(f"interrupted; completed files are kept, {hint}", err=True)
             raise typer.Exit(130) from None
         except MemoryError:
             typer.secho("error: out of memory; use a smaller --batch-size", fg="red", err=True)
@@ -85,7 +86,7 @@ def train(
         ),
     ] = "paper",
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs.", show_default="30 (paper), 14 (fast)", min=1)
+        int | None, typer.Option(help="Epochs.", show_default="30 (paper), 17 (fast)", min=1)
     ] = None,
     batch_size: Annotated[
         int | None,
@@ -183,7 +184,10 @@ def train(
         str, typer.Option(help="Original or Segmented, in the Kaggle layout.")
     ] = "Original",
     val_fraction: Annotated[
-        float, typer.Option(help="Part of the 70% held out to pick the 'best' checkpoint.")
+        float,
+        typer.Option(
+            help="Part of the 70% held out to pick the 'best' checkpoint.", min=0.0, max=0.5
+        ),
     ] = 0.1,
     outer_folds: Annotated[
         int,
@@ -191,7 +195,8 @@ def train(
     ] = 0,
     outer_fold: Annotated[int, typer.Option(help="Which outer fold to hold out (0-based).")] = 0,
     max_per_class: Annotated[
-        int | None, typer.Option(help="Use at most this many images per class (quick runs).")
+        int | None,
+        typer.Option(help="Use at most this many images per class (quick runs).", min=1),
     ] = None,
     compile: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")
@@ -317,8 +322,10 @@ def select(
 
     from blastscan.features import load_features
     from blastscan.io import atomic_write_json
-    from blastscan.selection import ESTIMATORS, MRMR, plot_mrmr_scores
+    from blastscan.selection import ESTIMATORS, MRMR, figure_format, plot_mrmr_scores
 
+    if figure:
+        figure_format(figure)
     if estimator not in ESTIMATORS:
         raise BlastscanError(
             f"unknown --estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
@@ -562,17 +569,25 @@ def bundle_cmd(
     ] = None,
     n_features: Annotated[
         int | None,
-        typer.Option(help="mRMR features kept for the classifier.", show_default="score > 0.25"),
+        typer.Option(
+            help="mRMR features kept for the classifier.", show_default="score > 0.25", min=1
+        ),
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="final, last or best.")] = "final",
     max_per_class: Annotated[
         int,
         typer.Option(
-            help="Training images per class used for OOD and classifier fitting (0 = all)."
+            help="Training images per class used for OOD and classifier fitting (0 = all).",
+            min=0,
         ),
     ] = 200,
     quantile: Annotated[
-        float, typer.Option(help="OOD threshold: this quantile of held-out distances.")
+        float,
+        typer.Option(
+            help="OOD thresholds: about 1 - this of held-out training-set images get flagged.",
+            min=0.5,
+            max=1.0,
+        ),
     ] = 0.99,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing bundle.")
@@ -613,7 +628,7 @@ def predict(
     head: Annotated[
         str, typer.Option(help="auto (classifier if bundled, else CNN), cnn or classical.")
     ] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 32,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
 ) -> None:
     """Classify smear images with a bundle; unreadable files are listed, not fatal."""
@@ -621,9 +636,12 @@ def predict(
 
     from blastscan.bundle import load_bundle
     from blastscan.distributed import is_main_process
+    from blastscan.io import check_output_file
     from blastscan.predict import predict_sharded, results_table, write_results
     from blastscan.progress import progress_bar
 
+    if out:
+        check_output_file(out, (".csv", ".json"))
     loaded = load_bundle(bundle)
     with progress_bar(not quiet and is_main_process()) as bar:
         task = bar.add_task("predict", total=None)
@@ -710,7 +728,7 @@ def serve(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    max_concurrent: Annotated[int, typer.Option(help="Model calls at once.")] = 1,
+    max_concurrent: Annotated[int, typer.Option(help="Model calls at once.", min=1)] = 1,
 ) -> None:
     """Web page and JSON API (POST /api/predict, GET /health, /docs) over a bundle."""
     from blastscan.serve import serve as run_server

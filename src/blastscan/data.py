@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -554,10 +555,26 @@ def patient_proxy_groups(
     return groups
 
 
-def image_key(path: str) -> str:
-    """Class folder and file name: the same image wherever the dataset folder is mounted."""
-    p = Path(path)
-    return f"{p.parent.name}/{p.name}"
+def image_key(path: str, depth: int = 2) -> str:
+    """The last `depth` parts of a path, by default class folder and file name: the same image
+    wherever the dataset folder is mounted."""
+    return "/".join(Path(path).parts[-depth:])
+
+
+def image_index(paths: Sequence[str]) -> tuple[dict[str, int], Callable[[str], str]]:
+    """Each image's position by its key, and the key function that tells them all apart.
+
+    Class folder and file name are enough for the Kaggle layout; nested class folders
+    (Benign/day1/001.jpg beside Pro/day1/001.jpg) need more trailing parts, so the fewest
+    that make every key unique are used.
+    """
+    longest = max((len(Path(p).parts) for p in paths), default=2)
+    depth = 2
+    keys = [image_key(p, depth) for p in paths]
+    while len(set(keys)) < len(keys) and depth < longest:
+        depth += 1
+        keys = [image_key(p, depth) for p in paths]
+    return {k: i for i, k in enumerate(keys)}, partial(image_key, depth=depth)
 
 
 def run_split(
@@ -591,17 +608,17 @@ def saved_split(
         split = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BlastscanError(f"{path}: missing or damaged ({exc}); {fix}") from exc
-    position = {image_key(s.path): i for i, s in enumerate(dataset.samples)}
+    position, key = image_index([s.path for s in dataset.samples])
     indices = {}
     for part in ("train", "val", "test"):
         wanted = split.get(part, [])
-        missing = [p for p in wanted if image_key(p) not in position]
+        missing = [p for p in wanted if key(p) not in position]
         if missing:
             raise BlastscanError(
                 f"{dataset.root}: {len(missing)} of the run's {len(wanted)} {part} images are not there "
                 f"(e.g. {missing[0]}); pass the dataset the run was trained on"
             )
-        indices[part] = np.array([position[image_key(p)] for p in wanted], dtype=np.int64)
+        indices[part] = np.array([position[key(p)] for p in wanted], dtype=np.int64)
     return indices
 
 

@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from blastscan.classify import PAPER_ROWS, backend, get_preset, make_classifier
 from blastscan.errors import BlastscanError
 from blastscan.io import atomic_write
+from blastscan.selection import kept_columns
 
 # --------------------------------------------------------------------------------------------
 # Cross-validation
@@ -449,7 +450,7 @@ def fit_fold_selectors(
 
 
 def _fit_selector(selector: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(selector.fit(X, y).get_support())
+    return kept_columns(selector.fit(X, y))
 
 
 def _selection_record(

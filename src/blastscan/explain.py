@@ -1,16 +1,14 @@
 """Grad-CAM heat maps: where in a smear the CNN found the evidence for a class.
 
-A small hook-based implementation (Selvaraju et al. 2017) on `feature_map`, the last 3x3
-convolution block (conv18, stride 32). For DarkNet-19, whose head is linear after a global
-average pool, Grad-CAM equals the class activation map of Zhou et al. 2016. The heat map
-explains the CNN: when the features+classifier head decides, it shows where the CNN sees
-evidence for the class that head chose.
+Selvaraju et al. 2017 on `feature_map`, the last 3x3 convolution block (conv18, stride 32).
+For DarkNet-19, whose head is linear after a global average pool, Grad-CAM equals the class
+activation map of Zhou et al. 2016. The heat map explains the CNN: when the features+classifier
+head decides, it shows where the CNN sees evidence for the class that head chose.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +27,6 @@ if TYPE_CHECKING:
     from blastscan.bundle import Bundle
 
 DISPLAY_MAX = 512  # longest side of the figures, in px
-# Hooks live on the shared module: two threads explaining at once would see each other's
-# activations, so Grad-CAM runs one call at a time (the web server calls it from threads).
-_HOOK_LOCK = threading.Lock()
 
 
 @dataclass
@@ -44,79 +39,45 @@ class CamResult:
     grid: tuple[int, int] = (0, 0)  # feature-map cells (input size / 32): the map's resolution
 
 
-class _Recorder:
-    """Forward hook that keeps a layer's output and, via a tensor hook, its gradient."""
-
-    def __init__(self, layer: torch.nn.Module) -> None:
-        self.activation: torch.Tensor | None = None
-        self.gradient: torch.Tensor | None = None
-        self.handle = layer.register_forward_hook(self._forward)
-
-    def _forward(self, module, inputs, output: torch.Tensor) -> None:
-        self.activation = output
-        output.register_hook(self._backward)
-
-    def _backward(self, grad: torch.Tensor) -> None:
-        self.gradient = grad
-
-    def remove(self) -> None:
-        self.handle.remove()
-
-
-def target_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The module whose output is `feature_map` (DarkNet-19: the conv body up to conv18)."""
-    return model.body
-
-
 def grad_cam(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    targets: Sequence[int] | None = None,
-    layer: torch.nn.Module | None = None,
+    model: torch.nn.Module, images: np.ndarray, targets: Sequence[int] | None = None
 ) -> CamResult:
     """Grad-CAM of (N, H, W, 3) uint8 images for `targets` (default: the CNN's argmax class).
 
-    Channel weights are the spatially averaged gradients of the class logit; the map is
-    ReLU(sum_k w_k A_k), upsampled bilinearly to the input size and scaled to [0, 1] per image.
-    Eval mode keeps batch-norm per-image, so a batch gives the same maps as one image at a time.
+    Channel weights are the spatially averaged gradients of the class logit with respect to
+    `feature_map`; the map is ReLU(sum_k w_k A_k), upsampled bilinearly to the input size and
+    scaled to [0, 1] per image. The gradient is taken with `torch.autograd.grad` from the
+    feature map alone: no hooks and no `.grad` on the shared model, so the web server's
+    threads may explain and predict at once. Eval mode keeps batch-norm per-image, so a batch
+    gives the same maps as one image at a time.
     """
-    with _HOOK_LOCK:
-        return _grad_cam(model, images, targets, layer)
-
-
-def _grad_cam(model, images, targets, layer) -> CamResult:
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
-    recorder = _Recorder(layer or target_layer(model))
+    if was_training:  # a model being served is always in eval mode already
+        model.eval()
     try:
-        x = to_float_tensor(images, device).requires_grad_(False)
-        with torch.enable_grad():
-            logits = model(x).float()
+        x = to_float_tensor(images, device)
+        with torch.inference_mode(False), torch.no_grad():
+            activation = model.feature_map(x)
+        with torch.inference_mode(False), torch.enable_grad():
+            activation = activation.detach().requires_grad_(True)
+            logits = model.head(model.features_from_map(activation)).float()
             chosen = (
                 logits.argmax(1)
                 if targets is None
                 else torch.as_tensor(list(targets), device=device)
             )
-            model.zero_grad(set_to_none=True)
-            logits.gather(1, chosen[:, None]).sum().backward()
-        cams = _combine(recorder.activation, recorder.gradient, x.shape[-2:])
-        grid = tuple(recorder.activation.shape[-2:])
+            (gradient,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), activation)
     finally:
-        recorder.remove()
-        model.zero_grad(set_to_none=True)
         model.train(was_training)
+    cams = _combine(activation.detach(), gradient, x.shape[-2:])
     probs = torch.softmax(logits.detach(), 1).cpu().numpy()
-    return CamResult(cams, chosen.cpu().numpy(), probs, grid)
+    return CamResult(cams, chosen.cpu().numpy(), probs, tuple(activation.shape[-2:]))
 
 
-def _combine(activation: torch.Tensor | None, gradient: torch.Tensor | None, size) -> np.ndarray:
-    if activation is None or gradient is None:
-        raise BlastscanError(
-            "Grad-CAM saw no activation or gradient; the target layer is not on the path"
-        )
+def _combine(activation: torch.Tensor, gradient: torch.Tensor, size) -> np.ndarray:
     weights = gradient.float().mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * activation.detach().float()).sum(1, keepdim=True))
+    cam = F.relu((weights * activation.float()).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
     return (cam / peak).cpu().numpy().astype(np.float32)

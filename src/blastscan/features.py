@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from blastscan.data import to_float_tensor
-from blastscan.io import atomic_save_npz
+from blastscan.io import atomic_save_npz, check_output_file
 
 
 @dataclass
@@ -113,6 +113,7 @@ def extract(
     from blastscan.progress import progress_bar
     from blastscan.training import limit_per_class, load_trained_model
 
+    check_output_file(out)
     configure_threads()
     dist, torch_device = init_distributed(device)
     model, meta = load_trained_model(model_dir)

@@ -10,25 +10,61 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from blastscan.errors import BlastscanError
+
+
+def check_output_file(path: Path, suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any long work, an output path that cannot become the file asked for."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise BlastscanError(f"{path}: --out must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise BlastscanError(f"{path}: is a folder; give --out a file name inside it")
+    parent = next((p for p in path.parents if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise BlastscanError(f"{path}: cannot be written under {parent}; choose another --out")
+    return path
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it into place.
 
-    The rename is atomic on POSIX, so a killed process leaves the previous file or none.
+    The rename is atomic on POSIX, so a killed process leaves the previous file or none. An
+    operating-system refusal (a folder in the way, no permission, a full disk) becomes a
+    one-line BlastscanError naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        tmp.chmod(0o666 & ~umask())  # mkstemp's 0600 would make every output private
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(path, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> BlastscanError:
+    reason = exc.strerror or str(exc)
+    return BlastscanError(f"{path}: cannot write it ({reason}); free space or choose another --out")
 
 
 def is_temporary(name: str) -> bool:

@@ -20,9 +20,8 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from blastscan.classify import PAPER_ROWS, backend, get_preset, make_classifier
-from blastscan.errors import BlastscanError
 from blastscan.evaluation import best_result, classification_metrics, evaluate_feature_sets
-from blastscan.selection import MRMR
+from blastscan.selection import MRMR, kept_columns
 
 PAPER_THRESHOLD = 0.25
 Split = tuple[np.ndarray, np.ndarray]
@@ -45,7 +44,7 @@ def paper_protocol(
     t0 = time.perf_counter()
     selector = _selector(threshold, n_features).fit(X, y)
     select_seconds = time.perf_counter() - t0
-    columns = np.flatnonzero(selector.get_support())
+    columns = kept_columns(selector)
     classical = evaluate_feature_sets(
         X,
         y,
@@ -89,12 +88,7 @@ def _fit_predict(name: str, X: np.ndarray, y: np.ndarray, train, test, columns, 
 def _select_columns(
     X: np.ndarray, y: np.ndarray, train: np.ndarray, threshold: float, n_features: int | None
 ) -> np.ndarray:
-    columns = np.flatnonzero(_selector(threshold, n_features).fit(X[train], y[train]).get_support())
-    if not len(columns):
-        raise BlastscanError(
-            f"mRMR kept no feature at score threshold {threshold}; lower --threshold or pass --n-features"
-        )
-    return columns
+    return kept_columns(_selector(threshold, n_features).fit(X[train], y[train]))
 
 
 def evaluate_on_splits(

@@ -56,22 +56,22 @@ def quick_options(**overrides) -> ReproduceOptions:
 def run_split_indices(paths: np.ndarray, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train (incl. validation) and test indices of a CNN run's split in a features file.
 
-    Matched by class folder and file name (`data.image_key`), like `data.run_split`, so
+    Matched by class folder and file name (`data.image_index`), like `data.run_split`, so
     features extracted from a moved copy of the dataset still line up.
     """
-    from blastscan.data import image_key
+    from blastscan.data import image_index
 
     split = json.loads((run_dir / "split.json").read_text())
-    position = {image_key(p): i for i, p in enumerate(paths.tolist())}
+    position, key = image_index(paths.tolist())
 
     def indices(wanted: list[str]) -> np.ndarray:
-        missing = [p for p in wanted if image_key(p) not in position]
+        missing = [p for p in wanted if key(p) not in position]
         if missing:
             raise BlastscanError(
                 f"{missing[0]}: in the CNN's split but not in the features file; "
                 "extract features from the same dataset the CNN was trained on"
             )
-        return np.sort(np.array([position[image_key(p)] for p in wanted], dtype=np.int64))
+        return np.sort(np.array([position[key(p)] for p in wanted], dtype=np.int64))
 
     return indices(split["train"] + split.get("val", [])), indices(split["test"])
 

@@ -48,6 +48,9 @@ from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from blastscan.errors import BlastscanError
+from blastscan.io import atomic_write
+
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
@@ -873,6 +876,21 @@ class MRMR(SelectorMixin, BaseEstimator):
         return tags
 
 
+def kept_columns(selector: SelectorMixin) -> np.ndarray:
+    """The columns a fitted selector keeps; none at all is the user's threshold, said in one line.
+
+    scikit-learn only warns on an empty selection and the scaler after it then fails deep inside.
+    """
+    columns = np.flatnonzero(selector.get_support())
+    if not len(columns):
+        threshold = getattr(selector, "threshold", None)
+        raise BlastscanError(
+            f"mRMR kept no feature at score threshold {threshold}; "
+            "lower --threshold or pass --n-features"
+        )
+    return columns
+
+
 # --------------------------------------------------------------------------------------------
 # Figure 5
 
@@ -914,6 +932,18 @@ def plot_mrmr_scores(scores: np.ndarray, threshold: float, path: str | Path) -> 
     ax.legend(loc="upper right")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=figure_format(path)))
     return path
+
+
+def figure_format(path: str | Path) -> str:
+    """The image format a figure path's suffix names; checked before the work that draws it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fmt = Path(path).suffix.lstrip(".").lower()
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in supported:
+        raise BlastscanError(
+            f"{path}: --figure must end in one of .{', .'.join(sorted(supported))}"
+        )
+    return fmt

@@ -354,15 +354,16 @@ def load_teacher(config: TrainConfig, dataset: D.Dataset, split: Split, device):
             f"{dataset.classes}; pass a teacher trained on the same classes"
         )
     where = run_dir / "split.json"
+    _, key = D.image_index([s.path for s in dataset.samples])
     try:
-        trained_on = {D.image_key(p) for p in json.loads(where.read_text())["train"]}
+        trained_on = {key(p) for p in json.loads(where.read_text())["train"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BlastscanError(
             f"{where}: missing or damaged ({exc}); pass the teacher's run directory: its "
             "split.json shows what it trained on"
         ) from exc
     held_out = np.concatenate([split.val, split.test])
-    leaked = sum(D.image_key(dataset.samples[i].path) in trained_on for i in held_out)
+    leaked = sum(key(dataset.samples[i].path) in trained_on for i in held_out)
     if leaked:
         raise BlastscanError(
             f"{path}: the teacher trained on {leaked} images this run holds out "

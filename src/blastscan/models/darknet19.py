@@ -85,7 +85,11 @@ class DarkNet19(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1000-d pooled conv19 output: the paper's deep features."""
-        return self.pool(self.conv19(self.feature_map(x))).flatten(1)
+        return self.features_from_map(self.feature_map(x))
+
+    def features_from_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """The deep features of a `feature_map` output (Grad-CAM differentiates through this)."""
+        return self.pool(self.conv19(feature_map)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
