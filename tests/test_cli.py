@@ -81,6 +81,12 @@ def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
     report = (out / "report.md").read_text()
     assert "lets training images into the test folds" in report and "Table 2" in report
     assert "data:image/png;base64" in (out / "report.html").read_text()
+    colour = metrics["colour_baseline"]
+    assert colour["n_test"] == metrics["protocols"]["holdout"]["cnn"]["n_test"]
+    background = colour["baselines"]["lighter half of the pixels: mean RGB"]["accuracy"]
+    majority = colour["baselines"]["majority class of the training images"]["accuracy"]
+    assert background["low"] > majority["high"], "this dataset's classes differ in stain/light"
+    assert "What colour alone gives away" in report and "colour_baseline" in metrics["timings"]
 
     # the product's decision (bundle: features + classifier) under brightness shifts
     shifted = runner.invoke(

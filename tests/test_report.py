@@ -211,3 +211,36 @@ def test_calibration_and_segmented_coverage_sections(tmp_path):
     assert "| Pro-B | 20 | 0.10% | 0.10% | 20 (100.0%) |" in text
     assert "Other figures" not in text  # the diagram is not listed twice
     assert html.read_text().count("<img") == 1
+
+
+def test_colour_section_shows_each_baseline_beside_the_cnn(tmp_path):
+    from blastscan.evaluation import proportion
+
+    metrics = {
+        "colour_baseline": {
+            "classifier": "5 nearest neighbours on standardised statistics",
+            "n_train": 70,
+            "n_test": 30,
+            "baselines": {
+                "majority class of the training images": {
+                    "n_statistics": 0,
+                    "accuracy": proportion(9, 30),
+                },
+                "lighter half of the pixels: mean RGB": {
+                    "n_statistics": 3,
+                    "accuracy": proportion(27, 30),
+                },
+            },
+        },
+        "protocols": {
+            "holdout": {
+                "title": "Holdout",
+                "cnn": {"test_metrics": {"accuracy": proportion(29, 30)}},
+            }
+        },
+    }
+    text = write_report(tmp_path, metrics, {})[0].read_text()
+    assert "## What colour alone gives away" in text
+    assert "| lighter half of the pixels: mean RGB | 3 | 90.00% (74.38–96.54) |" in text
+    assert "| the CNN on every pixel, for comparison | - | 96.67%" in text
+    assert "fitted on the CNN's 70 training images and scored on its 30 test images" in text

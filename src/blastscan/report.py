@@ -518,6 +518,38 @@ def _coverage_section(metrics: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def _colour_section(metrics: dict[str, Any]) -> list[Block]:
+    """How much of the class a few colour numbers give away, without any cell shape."""
+    colour = metrics.get("colour_baseline")
+    if not colour:
+        return []
+    rows = [
+        [name, str(b["n_statistics"]), fmt_pct(b["accuracy"])]
+        for name, b in colour["baselines"].items()
+    ]
+    protocols = _protocols(metrics)
+    cnn = (protocols.get("holdout") or protocols.get("paper") or {}).get("cnn") or {}
+    accuracy = cnn.get("test_metrics", {}).get("accuracy")
+    if accuracy:  # the same test images
+        rows.append(["the CNN on every pixel, for comparison", "-", fmt_pct(accuracy)])
+    caption = (
+        f"{colour['classifier']}, fitted on the CNN's {colour['n_train']} training images and "
+        f"scored on its {colour['n_test']} test images; 95% Wilson intervals."
+    )
+    return [
+        _h(2, "What colour alone gives away"),
+        _p(
+            "A classifier that never sees a cell's shape, only a few colour numbers per image. "
+            "Well above the majority class, it means the classes of this dataset were stained "
+            "or lit differently: part of what any model scores here can come from stain and "
+            "light, which smears from another laboratory do not share (and a plain network "
+            "reading the light is why brightness shifts break it; see `blastscan robustness`). "
+            "Group splits do not remove it, since the difference lies between classes."
+        ),
+        Block("table", Table(["Statistics", "Numbers per image", "Accuracy"], rows, caption)),
+    ]
+
+
 def _table4_section(metrics: dict[str, Any]) -> list[Block]:
     rows = [
         [study, method, fmt_paper(acc), "as published"] for study, method, acc in PAPER["table4"]
@@ -600,6 +632,7 @@ def build_report(run_dir: Path, metrics: dict[str, Any], figures: dict[str, Path
         *_figure6_section(run_dir, metrics, figures),
         *_calibration_section(metrics, figures),
         *_coverage_section(metrics),
+        *_colour_section(metrics),
         *_table4_section(metrics),
         *_timings_section(metrics),
         *_other_figures(figures),

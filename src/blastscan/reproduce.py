@@ -209,13 +209,18 @@ def reproduce(
         "dataset": _dataset_block(features, rows, names, variant),
         "cnn_run": str(cnn_dir),
         "cnn_variant": cnn_variant,
-        "timings": {**_cnn_timings(cnn_dir), **timings},
+        "timings": {},  # filled in before writing, once every stage has run
         "protocols": protocols,
     }
+    with _stage(timings, "colour_baseline"):
+        metrics["colour_baseline"] = _colour_baseline(
+            data_dir, variant, features, train_idx, test_idx, cache_dir
+        )
     if variant == "Segmented":
         with _stage(timings, "coverage"):
             _add_coverage(metrics, data_dir, features, rows, test_idx)
     protocols.get("holdout", {}).get("calibration", {}).pop("predictions", None)  # per image
+    metrics["timings"] = {**_cnn_timings(cnn_dir), **timings}  # with the stages just above
     atomic_write_json(out / "metrics.json", metrics)
     from blastscan.report import write_report
 
@@ -258,6 +263,30 @@ def _calibration(
         seed=seed,
     )
     return {**result, "figure": figure.as_posix()}
+
+
+COLOUR_SIZE = 64  # px: colour statistics need no detail, and 3,256 images fit in 160 MB
+
+
+def _colour_baseline(
+    data_dir, variant: str, features: dict, train_idx: np.ndarray, test_idx: np.ndarray, cache_dir
+) -> dict:
+    """What colour alone gives away, on the CNN's own split (`evaluation.colour_baseline`)."""
+    from blastscan import data as D
+    from blastscan.evaluation import colour_baseline
+
+    dataset = D.scan_dataset(data_dir, variant)
+    position, key = D.image_index([s.path for s in dataset.samples])
+    paths = features["paths"].tolist()
+    missing = [p for p in paths if key(p) not in position]
+    if missing:
+        raise BlastscanError(
+            f"{missing[0]}: in the features file but not in {data_dir}; pass the dataset the "
+            "features were extracted from"
+        )
+    rows = [position[key(p)] for p in paths]
+    images = D.load_images(dataset.subset(rows), COLOUR_SIZE, cache_dir)
+    return colour_baseline(images, features["y"], train_idx, test_idx)
 
 
 def _add_coverage(
