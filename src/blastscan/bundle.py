@@ -424,9 +424,10 @@ def _dump_classifier(classifier: Any) -> bytes:
 
 def _readable_modes(folder: Path) -> None:
     """mkdtemp makes a private (0700) folder; a bundle is meant to be shared."""
-    folder.chmod(0o777 & ~umask())
+    mask = umask()
+    folder.chmod(0o777 & ~mask)
     for item in folder.iterdir():
-        item.chmod(0o666 & ~umask())
+        item.chmod(0o666 & ~mask)
 
 
 def _check_replaceable(out: Path, overwrite: bool) -> None:

@@ -364,10 +364,6 @@ def plot_confusion_matrix(
 
 
 # --------------------------------------------------------------------------------------------
-# Table 2/3: every preset on all features and on the selected ones
-
-
-# --------------------------------------------------------------------------------------------
 # What colour alone gives away
 
 MAJORITY = "majority class of the training images"
@@ -420,6 +416,10 @@ def colour_baseline(
 
 def _right(correct: np.ndarray) -> dict[str, float | int]:
     return proportion(int(np.sum(correct)), len(correct))
+
+
+# --------------------------------------------------------------------------------------------
+# Table 2/3: every preset on all features and on the selected ones
 
 
 def evaluate_feature_sets(

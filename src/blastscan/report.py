@@ -540,11 +540,12 @@ def _colour_section(metrics: dict[str, Any]) -> list[Block]:
         _h(2, "What colour alone gives away"),
         _p(
             "A classifier that never sees a cell's shape, only a few colour numbers per image. "
-            "Well above the majority class, it means the classes of this dataset were stained "
-            "or lit differently: part of what any model scores here can come from stain and "
-            "light, which smears from another laboratory do not share (and a plain network "
-            "reading the light is why brightness shifts break it; see `blastscan robustness`). "
-            "Group splits do not remove it, since the difference lies between classes."
+            "Well above the majority class, the classes differ in colour; when even the lighter "
+            "half of the pixels (plasma, background, red cells) tells them apart, they were "
+            "stained or lit differently. Then part of what any model scores here can come from "
+            "stain and light, which smears from another laboratory do not share (a network "
+            "reading the light is also one that brightness shifts break; see `blastscan "
+            "robustness`), and group splits inside each class do not remove it."
         ),
         Block("table", Table(["Statistics", "Numbers per image", "Accuracy"], rows, caption)),
     ]
