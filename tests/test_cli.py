@@ -145,6 +145,7 @@ def _assert_segmented_run_with_the_original_cnn(real_data: Path, tmp_path: Path,
     report = (out / "report.md").read_text()
     assert "trained on Original images; every feature here comes from Segmented" in report
     assert "how much cell each image shows" in report
+    assert "Segmented images have a black background" in report
     wrong = runner.invoke(
         app,
         ["reproduce", "--data", str(real_data), "--out", str(tmp_path / "w"), "--quick",

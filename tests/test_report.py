@@ -244,3 +244,7 @@ def test_colour_section_shows_each_baseline_beside_the_cnn(tmp_path):
     assert "| lighter half of the pixels: mean RGB | 3 | 90.00% (74.38–96.54) |" in text
     assert "| the CNN on every pixel, for comparison | - | 96.67%" in text
     assert "fitted on the CNN's 70 training images and scored on its 30 test images" in text
+    assert "black background" not in text
+    metrics["dataset"] = {"variant": "Segmented"}
+    text = write_report(tmp_path, metrics, {})[0].read_text()
+    assert "Segmented images have a black background" in text

@@ -536,7 +536,7 @@ def _colour_section(metrics: dict[str, Any]) -> list[Block]:
         f"{colour['classifier']}, fitted on the CNN's {colour['n_train']} training images and "
         f"scored on its {colour['n_test']} test images; 95% Wilson intervals."
     )
-    return [
+    blocks = [
         _h(2, "What colour alone gives away"),
         _p(
             "A classifier that never sees a cell's shape, only a few colour numbers per image. "
@@ -549,6 +549,17 @@ def _colour_section(metrics: dict[str, Any]) -> list[Block]:
         ),
         Block("table", Table(["Statistics", "Numbers per image", "Accuracy"], rows, caption)),
     ]
+    if metrics.get("dataset", {}).get("variant") == "Segmented":
+        blocks.insert(
+            2,
+            Block(
+                "warn",
+                "Segmented images have a black background, so their lighter half is the cell "
+                "itself: here neither row separates stain and light from the cell (run the "
+                "Original images for that).",
+            ),
+        )
+    return blocks
 
 
 def _table4_section(metrics: dict[str, Any]) -> list[Block]:
