@@ -73,6 +73,13 @@ def main() -> None:
     split = D.saved_split(args.run, dataset) if args.run else None
     chance = np.bincount(labels).max() / len(labels)
     print(f"{len(labels)} images; majority class {chance:.1%}; {len(set(groups))} proxy groups")
+    luminance = light_statistics(images)["mean luminance (1)"][:, 0]
+    for k, name in enumerate(dataset.display_names):
+        mine = luminance[labels == k]
+        low, high = np.percentile(mine, [10, 90])
+        print(
+            f"  {name}: mean luminance {mine.mean():.1f} (10th-90th percentile {low:.0f}-{high:.0f})"
+        )
     results = {}
     for stats_name, X in light_statistics(images).items():
         for model_name, model in models().items():
