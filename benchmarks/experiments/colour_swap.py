@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from blastscan import data as D
-from blastscan.robustness import held_out_images, model_predictor
+from blastscan.robustness import model_predictor
 from blastscan.training import load_trained_model
 
 
@@ -38,24 +38,22 @@ def recolour(images: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.nda
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def class_colours(run: Path, data: Path, meta: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+def class_colours(images: np.ndarray, labels: np.ndarray, n_classes: int) -> list:
     """Per class, the mean over its training images of their channel means and s.d.s."""
-    dataset, indices = D.run_split(run, data, meta)
-    train = dataset.subset(indices["train"].tolist())
-    means, spreads = channel_statistics(D.load_images(train, meta["image_size"]))
-    labels = np.asarray(train.labels)
-    return [
-        (means[labels == k].mean(0), spreads[labels == k].mean(0))
-        for k in range(len(meta["classes"]))
-    ]
+    means, spreads = channel_statistics(images)
+    return [(means[labels == k].mean(0), spreads[labels == k].mean(0)) for k in range(n_classes)]
 
 
 def swap(run: Path, data: Path) -> dict:
     model, meta = load_trained_model(run)
     predict = model_predictor(model)
-    images, labels, _ = held_out_images(run, data, meta)
-    labels = np.asarray(labels)
-    colours = class_colours(run, data, meta)
+    dataset, indices = D.run_split(run, data, meta)  # scanned once: train sets the colours
+    train, test = (dataset.subset(indices[part].tolist()) for part in ("train", "test"))
+    images = D.load_images(test, meta["image_size"])
+    labels = np.asarray(test.labels)
+    colours = class_colours(
+        D.load_images(train, meta["image_size"]), np.asarray(train.labels), len(meta["classes"])
+    )
     clean = predict(images)[0]
     own, other, follows, n_other = 0, 0, 0, 0
     for k, (mean, spread) in enumerate(colours):

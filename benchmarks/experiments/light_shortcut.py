@@ -24,24 +24,20 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from blastscan import data as D
+from blastscan.evaluation import colour_statistics
 
 
 def light_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     """Per-image global statistics: some a lamp changes, some it leaves (ratios), and the
-    colour of the background alone."""
-    pixels = images.reshape(len(images), -1, 3).astype(np.float32)
-    mean, spread = pixels.mean(1), pixels.std(1)
-    luminance = mean @ np.array([0.299, 0.587, 0.114], np.float32)
+    colour of the background alone (the two sets `blastscan reproduce` reports, and more)."""
+    reported = colour_statistics(images)
+    mean, spread = np.split(reported["whole image: mean and s.d. of RGB"], 2, axis=1)
+    background = reported["lighter half of the pixels: mean RGB"]
     chromaticity = mean[:, :2] / mean.sum(1, keepdims=True)
-    # The lighter half of each image's pixels: plasma, background and red cells, not the
-    # stained white cell the class is about; colour there is stain and light.
-    light = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
-    lighter = light >= np.median(light, axis=1, keepdims=True)
-    background = (pixels * lighter[..., None]).sum(1) / lighter.sum(1, keepdims=True)
     return {
-        "mean luminance (1)": luminance[:, None],
+        "mean luminance (1)": (mean @ np.array([0.299, 0.587, 0.114], np.float32))[:, None],
         "mean RGB (3)": mean,
-        "mean and s.d. of RGB (6)": np.concatenate([mean, spread], axis=1),
+        "mean and s.d. of RGB (6)": reported["whole image: mean and s.d. of RGB"],
         # unchanged by a lamp (every pixel x s, unclipped): what a relit network may still read
         "chromaticity (2)": chromaticity,
         "chromaticity, s.d./mean (5)": np.concatenate([chromaticity, spread / mean], axis=1),

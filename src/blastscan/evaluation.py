@@ -20,6 +20,9 @@ from scipy.stats import binomtest, norm
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from blastscan.classify import PAPER_ROWS, backend, get_preset, make_classifier
 from blastscan.errors import BlastscanError
@@ -394,10 +397,6 @@ def colour_baseline(
     High accuracy means the classes were stained or lit differently: a model may score well
     on this dataset partly from stain and light, which another laboratory's smears do not share.
     """
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     labels, train, test = np.asarray(labels), np.asarray(train), np.asarray(test)
     majority = np.bincount(labels[train]).argmax()
     baselines = {MAJORITY: {"n_statistics": 0, "accuracy": _right(labels[test] == majority)}}
