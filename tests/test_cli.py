@@ -100,6 +100,8 @@ def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
         "brightness"
     ]
     assert "brightness x0.7-x1.3 worst" in shifted.output
+    assert "in another class's colour" in shifted.output
+    assert len(saved["colour_swap"]["matrix"]) == 4
     _assert_calibration_reported(out, metrics)
     _assert_segmented_run_with_the_original_cnn(real_data, tmp_path, out / "cnn")
 

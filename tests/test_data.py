@@ -173,6 +173,35 @@ def test_darken_dims_the_other_half_and_leaves_the_brightened_half_as_it_was():
     assert torch.equal(dimmed, (dimmed * 255).round() / 255)
 
 
+def test_transfer_colour_gives_each_channel_the_target_mean_and_spread():
+    x = torch.rand(4, 3, 16, 16) * 0.4 + 0.3
+    mean = torch.tensor([0.6, 0.5, 0.7]).view(1, 3, 1, 1)
+    std = torch.tensor([0.05, 0.08, 0.03]).view(1, 3, 1, 1)
+    moved = D.transfer_colour(x, mean, std)
+    got_mean, got_std = D.channel_statistics(moved)
+    torch.testing.assert_close(got_mean, mean.expand(4, 3, 1, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_std, std.expand(4, 3, 1, 1), atol=1e-5, rtol=0)
+    # an affine map per channel: the pixels keep their order, so the cells stay where they are
+    assert torch.equal(moved.flatten(2).argsort(2), x.flatten(2).argsort(2))
+
+
+def test_recolour_gives_the_chosen_images_another_batch_images_colour_and_keeps_old_draws():
+    # 16 images, each a flat colour of its own plus the same texture: easy to tell apart
+    texture = torch.rand(1, 3, 12, 12) * 0.1
+    x = torch.linspace(0.1, 0.8, 16).view(16, 1, 1, 1) + texture
+    plain = D.augment(x, torch.Generator().manual_seed(5))
+    mixed = D.augment(x, torch.Generator().manual_seed(5), recolour=0.5)
+    kept = (mixed == plain).flatten(1).all(1)
+    assert 2 < int(kept.sum()) < 14  # about half recoloured, the rest as without recolour
+    mean, _ = D.channel_statistics(plain)
+    new_mean, _ = D.channel_statistics(mixed)
+    for i in (~kept).nonzero().flatten().tolist():  # each took some batch image's colour
+        assert torch.isclose(new_mean[i], mean, atol=1e-5).all(1).flatten(1).all(1).any()
+    assert torch.equal(mixed, D.augment(x, torch.Generator().manual_seed(5), recolour=0.5))
+    everything = D.augment(x, torch.Generator().manual_seed(5), recolour=1.0)
+    assert not torch.allclose(D.channel_statistics(everything)[0], mean)
+
+
 def test_open_rgb_converts_odd_modes(tmp_path: Path):
     Image.new("LA", (5, 4), (100, 0)).save(tmp_path / "gray_alpha.png")
     Image.new("CMYK", (5, 4), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")

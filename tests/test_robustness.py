@@ -154,6 +154,66 @@ def test_evaluate_robustness_counts_right(tmp_path):
         R.evaluate_robustness(MeanModel(), images, labels[:3])
 
 
+def _coloured_shapes() -> tuple[np.ndarray, np.ndarray]:
+    """Three classes, each with a colour of its own and a dark square in a quadrant of its own."""
+    rng = np.random.default_rng(0)
+    base = np.array([[0.35, 0.5, 0.6], [0.6, 0.4, 0.5], [0.5, 0.6, 0.35]])
+    images, labels = [], []
+    for k in range(3):
+        for _ in range(5):
+            x = base[k] + rng.normal(0, 0.02, (16, 16, 3))
+            r, c = divmod(k, 2)
+            x[8 * r : 8 * r + 8, 8 * c : 8 * c + 8] -= 0.2
+            images.append(np.rint(x * 255).astype(np.uint8))
+            labels.append(k)
+    return np.stack(images), np.array(labels)
+
+
+def _by_colour(colours: np.ndarray):
+    """Predicts the class whose mean colour is nearest the image's: a pure colour reader."""
+
+    def predict(images):
+        means = images.reshape(len(images), -1, 3).mean(1) / 255
+        pred = np.linalg.norm(means[:, None] - colours[None, :, 0], axis=2).argmin(1)
+        return pred, np.eye(3)[pred]
+
+    return predict
+
+
+def _by_shape(images):
+    """Predicts from where the dark square is: blind to colour."""
+    grey = images.astype(float).mean(3)
+    quadrants = np.stack([grey[:, :8, :8], grey[:, :8, 8:], grey[:, 8:, :8]], 1).mean((2, 3))
+    pred = quadrants.argmin(1)
+    return pred, np.eye(3)[pred]
+
+
+def test_recolour_moves_each_channel_to_the_colour_at_8_bits():
+    images, labels = _coloured_shapes()
+    colours = R.class_colours(images, labels, 3)
+    assert colours.shape == (3, 2, 3)
+    moved = R.recolour(images[labels == 0], colours[2])
+    assert moved.dtype == np.uint8
+    np.testing.assert_allclose(moved.reshape(-1, 3).mean(0) / 255, colours[2, 0], atol=2e-3)
+    with pytest.raises(BlastscanError, match="class"):
+        R.class_colours(images[labels < 2], labels[labels < 2], 3)
+
+
+def test_colour_swap_tells_a_colour_reader_from_a_shape_reader():
+    images, labels = _coloured_shapes()
+    colours = R.class_colours(images, labels, 3)
+    reader = R.evaluate_colour_swap(_by_colour(colours), images, labels, colours, chunk=4)
+    json.dumps(reader)
+    values = np.array([[a["value"] for a in row] for row in reader["matrix"]])
+    np.testing.assert_array_equal(values, np.eye(3))  # right only in its own class's colour
+    assert reader["own_colour"]["value"] == 1 and reader["other_colour"]["value"] == 0
+    assert reader["follows_the_colour"]["value"] == 1 and reader["other_colour"]["n"] == 30
+    blind = R.evaluate_colour_swap(_by_shape, images, labels, colours)
+    assert blind["other_colour"]["value"] == 1 and blind["follows_the_colour"]["value"] == 0
+    table = R.colour_swap_markdown(reader, ["a", "b", "c"])
+    assert "| a | 100.0% | 0.0% | 0.0% |" in table and "100.0% of the answers" in table
+
+
 def test_run_robustness_on_a_run_directory(image_folder, tmp_path):
     """An untrained checkpoint in a run directory: the plumbing, files and split handling."""
     from blastscan import data as D
@@ -182,6 +242,17 @@ def test_run_robustness_on_a_run_directory(image_folder, tmp_path):
     saved = json.loads((out / "robustness.json").read_text())
     assert saved["perturbations"]["jpeg"]["points"][0]["strength"] == 50.0
     assert (out / "figures" / "robustness.png").is_file() and (out / "robustness.md").is_file()
+    swap = saved["colour_swap"]
+    assert len(swap["matrix"]) == 4 and swap["other_colour"]["n"] == 3 * len(test)
+    assert saved["summary"]["colour_swap_follows_the_colour"] == swap["follows_the_colour"]["value"]
+    assert "in the colour of" in (out / "robustness.md").read_text()
+    plain = R.run_robustness(
+        run, image_folder, tmp_path / "plain", tmp_path / "cache", grid, colour_swap=False
+    )
+    assert (
+        "colour_swap" not in plain
+        and "in the colour of" not in (tmp_path / "plain" / "robustness.md").read_text()
+    )
     (run / "split.json").write_text(json.dumps({"train": train, "test": ["x/Benign/missing.png"]}))
     with pytest.raises(BlastscanError, match="not there"):
         R.run_robustness(run, image_folder, out, cache_dir=tmp_path / "cache", perturbations=grid)

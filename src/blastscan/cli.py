@@ -149,6 +149,16 @@ def train(
             max=180.0,
         ),
     ] = None,
+    recolour: Annotated[
+        float | None,
+        typer.Option(
+            help="Give this share of the images another training image's colour (channel "
+            "means and s.d.s; 0 = off): the classes' stain and light stop telling the class.",
+            show_default="0",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
     input_norm: Annotated[
         str,
         typer.Option(
@@ -232,6 +242,7 @@ def train(
         brighten=brighten,
         darken=darken,
         hue=hue,
+        recolour=recolour,
         input_norm="stain" if stain_norm else input_norm,
         pretrained=str(pretrained) if pretrained else None,
         teacher=str(teacher) if teacher else None,
@@ -767,16 +778,24 @@ def robustness(
         typer.Option(help="Score this bundle of the run (its features+classifier head)."),
     ] = None,
     head: Annotated[str, typer.Option(help="With --bundle: auto, cnn or classical.")] = "auto",
+    colour_swap: Annotated[
+        bool,
+        typer.Option(
+            help="Also score every test image in each other class's colour (the mean of the "
+            "run's training images of that class): does the model read stain and light?"
+        ),
+    ] = True,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
 ) -> None:
-    """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts."""
+    """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts,
+    and in each class's colour."""
     from blastscan.robustness import DEFAULT_GRID, run_robustness
 
     grid = _perturbation_grid(perturbation or list(DEFAULT_GRID))
     result = run_robustness(
         run, data, out, perturbations=grid, batch_size=batch_size, device=device,
-        bundle=bundle, head=head,
+        bundle=bundle, head=head, colour_swap=colour_swap,
     )  # fmt: skip
     summary = result["summary"]
     line = f"{result['scored']}: clean {summary['clean_accuracy']:.1%}"
@@ -784,6 +803,11 @@ def robustness(
         line += f"; brightness x0.7-x1.3 worst {bright['accuracy']:.1%} (x{bright['strength']:g})"
     if worst := summary.get("worst"):
         line += f"; worst {worst['accuracy']:.1%} ({worst['perturbation']} {worst['strength']:g})"
+    if "colour_swap_other_colour" in summary:
+        line += (
+            f"; in another class's colour {summary['colour_swap_other_colour']:.1%} "
+            f"(follows it {summary['colour_swap_follows_the_colour']:.1%})"
+        )
     typer.echo(line)
     typer.echo(f"-> {Path(out) / 'robustness.md'}")
 

@@ -14,8 +14,11 @@ Results are clipped to [0, 255] and rounded, so they are images a camera could h
 (brightness x1.4 saturates the already bright smear background; that is part of the shift).
 `evaluate_robustness` reports the accuracy with a 95% Wilson interval for each perturbation and
 strength next to the clean accuracy; `run_robustness` does it for a training run's held-out
-test images. `normalize_stain` is the per-image colour standardisation the lead can switch on
-in training and inference (see docs/robustness.md).
+test images. `evaluate_colour_swap` gives every test image each other class's colour (the
+mean colour of that class's training images): a network that reads the cells keeps its
+answer, one that reads stain and light moves to the colour's class. `normalize_stain` is the
+per-image colour standardisation the lead can switch on in training and inference (see
+docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blastscan.data import rotate_hue
+from blastscan.data import channel_statistics, rotate_hue, transfer_colour
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import proportion
 from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
@@ -202,6 +205,15 @@ def model_predictor(model: torch.nn.Module, batch_size: int = 64, device=None) -
     return predict
 
 
+def as_predictor(model: torch.nn.Module | Predictor, batch_size: int, device=None) -> Predictor:
+    """A DarkNet-19's softmax head on `device` (default: where its weights are), or `model`
+    itself when it is already a predictor."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    return model_predictor(model.to(device), batch_size, device)
+
+
 def bundle_predictor(bundle, head: str = "auto", batch_size: int = 64) -> Predictor:
     """A bundle's decision (by default its deep features + classifier head, the paper's
     pipeline): what a user of `blastscan predict` gets under the shift."""
@@ -257,10 +269,7 @@ def evaluate_robustness(
         raise BlastscanError(
             f"unknown perturbation(s) {unknown}; choose from {sorted(PERTURBATIONS)}"
         )
-    if isinstance(model, torch.nn.Module):
-        device = torch.device(device) if device is not None else next(model.parameters()).device
-        model = model_predictor(model.to(device), batch_size, device)
-    predictor = model
+    predictor = as_predictor(model, batch_size, device)
 
     workers = max(1, min(8, os.cpu_count() or 1))
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
@@ -406,6 +415,97 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------ colour swap
+
+
+def _nchw(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+
+
+def class_colours(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per class, the mean over its images of their channel means and s.d.s: (K, 2, 3) in
+    [0, 1], [k, 0] the mean and [k, 1] the s.d. A class without images is an error."""
+    labels = np.asarray(labels)
+    missing = [k for k in range(n_classes) if not np.any(labels == k)]
+    if missing:
+        raise BlastscanError(f"no training images of class(es) {missing} to take a colour from")
+    colours = np.empty((n_classes, 2, 3), np.float32)
+    for k in range(n_classes):
+        mean, std = channel_statistics(_nchw(images[labels == k]))
+        colours[k] = (mean.mean(0).flatten().numpy(), std.mean(0).flatten().numpy())
+    return colours
+
+
+def recolour(images: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """uint8 NHWC images each given `colour` ((2, 3): channel means and s.d.s in [0, 1]) by
+    `data.transfer_colour`, the transfer `train --recolour` uses, saved at 8 bits."""
+    images = _check_batch(images)
+    mean, std = (torch.as_tensor(c).view(1, 3, 1, 1) for c in colour)
+    moved = transfer_colour(_nchw(images), mean, std)
+    return _as_uint8(moved.permute(0, 2, 3, 1).numpy() * 255)
+
+
+def evaluate_colour_swap(
+    model: torch.nn.Module | Predictor,
+    images: np.ndarray,
+    labels: np.ndarray,
+    colours: np.ndarray,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    chunk: int = 512,
+) -> dict:
+    """Accuracy with every image in each class's colour (`class_colours`), and how often the
+    answer becomes the colour's class.
+
+    Returns {"matrix": [[accuracy of class i's images in class j's colour]], "own_colour",
+    "other_colour", "follows_the_colour"}: proportions with 95% Wilson intervals, the last two
+    over every (image, other class) pair. A network that ignores colour follows it no more
+    often than its errors land on one class of three by chance.
+    """
+    images, labels = _check_batch(images), np.asarray(labels, dtype=np.int64)
+    predictor = as_predictor(model, batch_size, device)
+    n_classes = len(colours)
+    right = np.zeros((n_classes, n_classes), np.int64)  # [true class, colour's class]
+    follows = 0
+    for k, colour in enumerate(colours):
+        pred = np.concatenate(
+            [
+                predictor(recolour(images[i : i + chunk], colour))[0]
+                for i in range(0, len(images), chunk)
+            ]
+        )
+        right[:, k] = np.bincount(labels[pred == labels], minlength=n_classes)
+        follows += int(np.sum((pred == k) & (labels != k)))
+    counts = np.bincount(labels, minlength=n_classes)
+    n_other = int(len(labels) * (n_classes - 1))
+    return {
+        "matrix": [
+            [proportion(int(right[i, j]), int(counts[i])) for j in range(n_classes)]
+            for i in range(n_classes)
+        ],
+        "own_colour": proportion(int(np.trace(right)), len(labels)),
+        "other_colour": proportion(int(right.sum() - np.trace(right)), n_other),
+        "follows_the_colour": proportion(follows, n_other),
+    }
+
+
+def colour_swap_markdown(swap: dict, classes: Sequence[str]) -> str:
+    """The colour swap as a table: rows the images' class, columns the colour given them."""
+    rows = [
+        "| images of / in the colour of | " + " | ".join(classes) + " |",
+        "| --- |" + " ---: |" * len(classes),
+    ]
+    for name, line in zip(classes, swap["matrix"], strict=True):
+        rows.append(f"| {name} | " + " | ".join(f"{100 * a['value']:.1f}%" for a in line) + " |")
+    own, other, follows = (swap[k] for k in ("own_colour", "other_colour", "follows_the_colour"))
+    return (
+        "\n".join(rows)
+        + f"\n\nIn their own class's colour {100 * own['value']:.1f}% right; in another class's "
+        f"{100 * other['value']:.1f}% ({100 * other['low']:.1f}–{100 * other['high']:.1f}%), "
+        f"and {100 * follows['value']:.1f}% of the answers became the colour's class.\n"
+    )
+
+
 # ------------------------------------------------------------------------------ on a run
 
 
@@ -414,9 +514,17 @@ def held_out_images(run_dir: Path, data_dir: str | Path, meta: dict, cache_dir: 
     from blastscan import data as D
 
     dataset, indices = D.run_split(run_dir, data_dir, meta)
-    if not len(indices["test"]):
-        raise BlastscanError(f"{run_dir}: its split.json lists no test images")
-    subset = dataset.subset(indices["test"].tolist())
+    return split_images(run_dir, dataset, indices, "test", meta, cache_dir)
+
+
+def split_images(run_dir: Path, dataset, indices: dict, part: str, meta: dict, cache_dir=None):
+    """One part ("train", "test") of a run's split: uint8 images at the model's size, labels
+    and paths; a one-line error when split.json lists none."""
+    from blastscan import data as D
+
+    if not len(indices[part]):
+        raise BlastscanError(f"{run_dir}: its split.json lists no {part} images")
+    subset = dataset.subset(indices[part].tolist())
     images = D.load_images(subset, meta["image_size"], cache_dir)
     return images, subset.labels, subset.paths
 
@@ -432,14 +540,18 @@ def run_robustness(
     which: str = "final",
     bundle: str | Path | None = None,
     head: str = "auto",
+    colour_swap: bool = True,
 ) -> dict:
     """Robustness of a training run's model on its held-out test images.
 
     With `bundle` (made from this run by `blastscan bundle`), the bundle's decision is scored
-    instead of the CNN's softmax: by default its features + classifier head. Writes
-    `robustness.json` (the result plus provenance), `robustness.md` (the table) and
-    `figures/robustness.png` under `out_dir`, each atomically; returns the result.
+    instead of the CNN's softmax: by default its features + classifier head. With
+    `colour_swap`, the test images are also scored in each class's colour, the mean of the
+    run's training images of that class (`evaluate_colour_swap`). Writes `robustness.json`
+    (the result plus provenance), `robustness.md` (the tables) and `figures/robustness.png`
+    under `out_dir`, each atomically; returns the result.
     """
+    from blastscan import data as D
     from blastscan.distributed import configure_threads
     from blastscan.features import pick_device
     from blastscan.training import load_trained_model
@@ -448,13 +560,31 @@ def run_robustness(
     run_dir = Path(run_dir)
     model, meta = load_trained_model(run_dir, which)
     torch_device = pick_device(device)
-    images, labels, _ = held_out_images(run_dir, data_dir, meta, cache_dir)
+    dataset, indices = D.run_split(run_dir, data_dir, meta)
+    images, labels, _ = split_images(run_dir, dataset, indices, "test", meta, cache_dir)
     scored, what = _scored_model(model, bundle, head, batch_size, meta, run_dir)
     log.info("robustness of %s: %d test images at %d px", what, len(images), meta["image_size"])
     result = evaluate_robustness(
         scored, images, labels, perturbations, batch_size, torch_device,
         on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
     )  # fmt: skip
+    if colour_swap:
+        train_images, train_labels, _ = split_images(
+            run_dir, dataset, indices, "train", meta, cache_dir
+        )
+        colours = class_colours(train_images, np.asarray(train_labels), len(meta["classes"]))
+        swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, torch_device)
+        result["colour_swap"] = {
+            "colours": "each class's mean over the run's training images of their channel "
+            "means and s.d.s (Reinhard transfer in RGB)",
+            **swap,
+        }
+        for key in ("other_colour", "follows_the_colour"):
+            result["summary"][f"colour_swap_{key}"] = swap[key]["value"]
+        log.info(
+            "in another class's colour: %.4f, follows the colour: %.4f",
+            swap["other_colour"]["value"], swap["follows_the_colour"]["value"],
+        )  # fmt: skip
     result = {
         "run": str(run_dir),
         "scored": what,
@@ -471,7 +601,12 @@ def run_robustness(
     }
     out_dir = Path(out_dir)
     atomic_write_json(out_dir / "robustness.json", result)
-    atomic_write_text(out_dir / "robustness.md", robustness_table_markdown(result))
+    table = robustness_table_markdown(result)
+    if "colour_swap" in result:
+        table += "\n## Each test image in each class's colour\n\n" + colour_swap_markdown(
+            result["colour_swap"], result["classes"]
+        )
+    atomic_write_text(out_dir / "robustness.md", table)
     plot_robustness(result, out_dir / "figures" / "robustness.png")
     return result
 

@@ -79,6 +79,7 @@ class TrainConfig:
     brighten: float = 0.0  # > 0: half the images brightened by up to 1 + brighten, clipped
     darken: float = 0.0  # > 0: the other half darkened by down to 1 - darken
     hue: float = 0.0  # > 0: each image's hue rotated by up to +-hue degrees
+    recolour: float = 0.0  # > 0: this share of images takes another batch image's colour
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green) or "darkpoint" (every
     # channel against its own dark level); see models/stain.py
@@ -308,7 +309,7 @@ class TrainResult:
 
 
 # The augmentations that change an image's light and colour, hence its batch-norm statistics.
-RELIGHTING = ("color_jitter", "brighten", "darken", "hue")
+RELIGHTING = ("color_jitter", "brighten", "darken", "hue", "recolour")
 
 
 def augmentation(config: TrainConfig, generator: torch.Generator) -> Callable:
