@@ -87,6 +87,9 @@ def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
     majority = colour["baselines"]["majority class of the training images"]["accuracy"]
     assert background["low"] > majority["high"], "this dataset's classes differ in stain/light"
     assert "What colour alone gives away" in report and "colour_baseline" in metrics["timings"]
+    swap = metrics["colour_swap"]  # the CNN's own test images, each in every class's colour
+    assert swap["n"] == colour["n_test"] and swap["other_colour"]["n"] == 3 * swap["n"]
+    assert "Does the CNN follow the colour?" in report and "colour_swap" in metrics["timings"]
 
     # the product's decision (bundle: features + classifier) under brightness shifts
     shifted = runner.invoke(

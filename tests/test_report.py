@@ -245,6 +245,38 @@ def test_colour_section_shows_each_baseline_beside_the_cnn(tmp_path):
     assert "| the CNN on every pixel, for comparison | - | 96.67%" in text
     assert "fitted on the CNN's 70 training images and scored on its 30 test images" in text
     assert "black background" not in text
+    assert "Does the CNN follow the colour?" not in text  # no colour swap in the metrics
     metrics["dataset"] = {"variant": "Segmented"}
     text = write_report(tmp_path, metrics, {})[0].read_text()
     assert "Segmented images have a black background" in text
+
+
+def test_colour_swap_table_shows_each_class_in_each_colour(tmp_path):
+    from blastscan.evaluation import proportion
+
+    names = ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
+    matrix = [[proportion(10 if i == j else 2, 10) for j in range(4)] for i in range(4)]
+    metrics = {
+        "dataset": {"variant": "Original", "class_names": names},
+        "colour_baseline": {
+            "classifier": "5 nearest neighbours",
+            "n_train": 70,
+            "n_test": 40,
+            "baselines": {"majority": {"n_statistics": 0, "accuracy": proportion(10, 40)}},
+        },
+        "colour_swap": {
+            "n": 40,
+            "clean": proportion(40, 40),
+            "colours": "each class's mean colour",
+            "matrix": matrix,
+            "own_colour": proportion(40, 40),
+            "other_colour": proportion(24, 120),
+            "follows_the_colour": proportion(90, 120),
+        },
+        "protocols": {},
+    }
+    text = write_report(tmp_path, metrics, {})[0].read_text()
+    assert "### Does the CNN follow the colour?" in text
+    assert "| Images of | Benign | Early Pre-B | Pre-B | Pro-B |" in text
+    assert "| Pre-B | 20.00% (5.67–50.98) | 20.00% (5.67–50.98) | 100.00%" in text
+    assert "right 20.00% (13.82–28.04) of the time" in text and "colour's class 75.00%" in text

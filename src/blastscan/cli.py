@@ -152,8 +152,8 @@ def train(
     recolour: Annotated[
         float | None,
         typer.Option(
-            help="Give this share of the images another training image's colour (channel "
-            "means and s.d.s; 0 = off): the classes' stain and light stop telling the class.",
+            help="Give this share of the images the colour (channel means and s.d.s) of a "
+            "random image of their batch (0 = off): stain and light stop telling the class.",
             show_default="0",
             min=0.0,
             max=1.0,

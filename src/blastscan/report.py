@@ -549,6 +549,7 @@ def _colour_section(metrics: dict[str, Any]) -> list[Block]:
         ),
         Block("table", Table(["Statistics", "Numbers per image", "Accuracy"], rows, caption)),
     ]
+    blocks += _colour_swap_blocks(metrics)
     if metrics.get("dataset", {}).get("variant") == "Segmented":
         blocks.insert(
             2,
@@ -560,6 +561,35 @@ def _colour_section(metrics: dict[str, Any]) -> list[Block]:
             ),
         )
     return blocks
+
+
+def _colour_swap_blocks(metrics: dict[str, Any]) -> list[Block]:
+    """Whether the CNN itself reads the colour: its test images in each class's colour."""
+    swap = metrics.get("colour_swap")
+    if not swap:
+        return []
+    names = metrics.get("dataset", {}).get("class_names") or list(range(len(swap["matrix"])))
+    rows = [
+        [str(name), *(fmt_pct(a) for a in line)]
+        for name, line in zip(names, swap["matrix"], strict=True)
+    ]
+    caption = (
+        f"Accuracy of the CNN on its {swap['n']} test images of each class (rows) given the "
+        f"colour of each class (columns): {swap['colours']}; clean {fmt_pct(swap['clean'])}."
+    )
+    return [
+        _h(3, "Does the CNN follow the colour?"),
+        _p(
+            "Every test image is given each class's colour in turn, the cells staying where "
+            "they are, and the CNN asked again. A network that reads the cells keeps its clean "
+            "accuracy in every column; one that reads colour is right on the diagonal only. In "
+            f"another class's colour it is right {fmt_pct(swap['other_colour'])} of the time, "
+            f"and its answer becomes the colour's class {fmt_pct(swap['follows_the_colour'])}. "
+            "`blastscan train --recolour 1` trains every image in the colour of a random image "
+            "of its batch, so that colour cannot tell the class (docs/robustness.md)."
+        ),
+        Block("table", Table(["Images of", *map(str, names)], rows, caption)),
+    ]
 
 
 def _table4_section(metrics: dict[str, Any]) -> list[Block]:

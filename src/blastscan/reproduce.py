@@ -216,6 +216,13 @@ def reproduce(
         metrics["colour_baseline"] = _colour_baseline(
             data_dir, variant, features, train_idx, test_idx, cache_dir
         )
+    if cnn_variant == variant:  # the CNN on its own test images, each in every class's colour
+        from blastscan.robustness import run_colour_swap
+
+        with _stage(timings, "colour_swap"):
+            metrics["colour_swap"] = run_colour_swap(
+                cnn_dir, data_dir, cache_dir, device=options.train_config.device
+            )
     if variant == "Segmented":
         with _stage(timings, "coverage"):
             _add_coverage(metrics, data_dir, features, rows, test_idx)

@@ -569,22 +569,13 @@ def run_robustness(
         on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
     )  # fmt: skip
     if colour_swap:
-        train_images, train_labels, _ = split_images(
-            run_dir, dataset, indices, "train", meta, cache_dir
-        )
-        colours = class_colours(train_images, np.asarray(train_labels), len(meta["classes"]))
-        swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, torch_device)
-        result["colour_swap"] = {
-            "colours": "each class's mean over the run's training images of their channel "
-            "means and s.d.s (Reinhard transfer in RGB)",
-            **swap,
-        }
+        swap = _colour_swap_on_split(
+            scored, run_dir, dataset, indices, meta, images, labels, cache_dir, batch_size,
+            torch_device,
+        )  # fmt: skip
+        result["colour_swap"] = swap
         for key in ("other_colour", "follows_the_colour"):
             result["summary"][f"colour_swap_{key}"] = swap[key]["value"]
-        log.info(
-            "in another class's colour: %.4f, follows the colour: %.4f",
-            swap["other_colour"]["value"], swap["follows_the_colour"]["value"],
-        )  # fmt: skip
     result = {
         "run": str(run_dir),
         "scored": what,
@@ -609,6 +600,57 @@ def run_robustness(
     atomic_write_text(out_dir / "robustness.md", table)
     plot_robustness(result, out_dir / "figures" / "robustness.png")
     return result
+
+
+COLOURS_FROM = (
+    "each class's mean over the run's training images of their channel means and s.d.s "
+    "(Reinhard transfer in RGB)"
+)
+
+
+def _colour_swap_on_split(
+    scored, run_dir, dataset, indices, meta, images, labels, cache_dir, batch_size, device
+) -> dict:
+    """`evaluate_colour_swap` of a run's test images, in colours taken from its training images."""
+    train_images, train_labels, _ = split_images(
+        run_dir, dataset, indices, "train", meta, cache_dir
+    )
+    colours = class_colours(train_images, np.asarray(train_labels), len(meta["classes"]))
+    swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, device)
+    log.info(
+        "in another class's colour: %.4f, follows the colour: %.4f",
+        swap["other_colour"]["value"], swap["follows_the_colour"]["value"],
+    )  # fmt: skip
+    return {"colours": COLOURS_FROM, **swap}
+
+
+def run_colour_swap(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    cache_dir: Path | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> dict:
+    """The colour swap alone for a run's final CNN on its held-out test images (what
+    `blastscan reproduce` reports): {"n", "clean": proportion, "colours", "matrix",
+    "own_colour", "other_colour", "follows_the_colour"}."""
+    from blastscan import data as D
+    from blastscan.features import pick_device
+    from blastscan.training import load_trained_model
+
+    run_dir = Path(run_dir)
+    model, meta = load_trained_model(run_dir)
+    torch_device = pick_device(device)
+    dataset, indices = D.run_split(run_dir, data_dir, meta)
+    images, labels, _ = split_images(run_dir, dataset, indices, "test", meta, cache_dir)
+    predictor = as_predictor(model, batch_size, torch_device)
+    labels = np.asarray(labels)
+    clean = proportion(int(np.sum(predictor(images)[0] == labels)), len(labels))
+    swap = _colour_swap_on_split(
+        predictor, run_dir, dataset, indices, meta, images, labels, cache_dir, batch_size,
+        torch_device,
+    )  # fmt: skip
+    return {"n": len(labels), "clean": clean, **swap}
 
 
 def _scored_model(model, bundle, head: str, batch_size: int, meta: dict, run_dir: Path):
