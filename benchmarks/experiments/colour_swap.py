@@ -2,41 +2,32 @@
 
     python benchmarks/experiments/colour_swap.py DATA RUN [RUN ...] [--out FILE.json]
 
-A table over several runs of what `blastscan robustness RUN` reports for one: for every
-class k, each held-out test image of RUN is given the colour of class k's training images
-(`robustness.class_colours`, Reinhard et al. 2001 in RGB: each channel shifted and scaled so
-the image's mean and s.d. become the mean over class k's training images of theirs); the
-cells stay where they are. A network that reads cells keeps its answer whatever k is; one
-that reads colour moves to k. Prints, per run: clean accuracy; accuracy with every image in
-its own class's colour; accuracy in another class's colour (all image x other-class pairs);
-and how often the answer becomes that other class ("follows"; chance-level following would
-be about 1/3 of the errors). Only the run's training images set the colours.
+A table over several runs of what `blastscan robustness RUN` reports for one
+(`robustness.run_colour_swap`): for every class k, each held-out test image of RUN is given
+the colour of class k's training images (`robustness.class_colours`, Reinhard et al. 2001 in
+RGB: each channel shifted and scaled so the image's mean and s.d. become the mean over class
+k's training images of theirs); the cells stay where they are. A network that reads cells
+keeps its answer whatever k is; one that reads colour moves to k. Prints, per run: clean
+accuracy; accuracy with every image in its own class's colour; accuracy in another class's
+colour (all image x other-class pairs); and how often the answer becomes that other class
+("follows"; chance-level following would be about 1/3 of the errors). Only the run's
+training images set the colours. (Session 9's table came from this script's first version,
+numpy arithmetic in place of `data.transfer_colour`'s torch: the same formula.)
 """
 
 import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from blastscan import data as D
-from blastscan import robustness as R
-from blastscan.training import load_trained_model
+from blastscan.robustness import run_colour_swap
 
 
 def swap(run: Path, data: Path) -> dict:
-    model, meta = load_trained_model(run)
-    predict = R.model_predictor(model)
-    dataset, indices = D.run_split(run, data, meta)  # scanned once: train sets the colours
-    images, labels, _ = R.split_images(run, dataset, indices, "test", meta)
-    train_images, train_labels, _ = R.split_images(run, dataset, indices, "train", meta)
-    colours = R.class_colours(train_images, np.asarray(train_labels), len(meta["classes"]))
-    result = R.evaluate_colour_swap(predict, images, labels, colours)
-    clean = predict(images)[0]
+    result = run_colour_swap(run, data)
     return {
         "run": str(run),
-        "n_test": len(labels),
-        "clean": float((clean == np.asarray(labels)).mean()),
+        "n_test": result["n"],
+        "clean": result["clean"]["value"],
         "own_class_colour": result["own_colour"]["value"],
         "other_class_colour": result["other_colour"]["value"],
         "follows_the_colour": result["follows_the_colour"]["value"],
