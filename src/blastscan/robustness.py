@@ -422,6 +422,12 @@ def _nchw(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
+COLOURS_FROM = (
+    "each class's mean over the run's training images of their channel means and s.d.s "
+    "(Reinhard transfer in RGB)"
+)
+
+
 def class_colours(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Per class, the mean over its images of their channel means and s.d.s: (K, 2, 3) in
     [0, 1], [k, 0] the mean and [k, 1] the s.d. A class without images is an error."""
@@ -478,6 +484,10 @@ def evaluate_colour_swap(
         follows += int(np.sum((pred == k) & (labels != k)))
     counts = np.bincount(labels, minlength=n_classes)
     n_other = int(len(labels) * (n_classes - 1))
+    log.info(
+        "in another class's colour: %.4f right, %.4f follow the colour",
+        (right.sum() - np.trace(right)) / n_other, follows / n_other,
+    )  # fmt: skip
     return {
         "matrix": [
             [proportion(int(right[i, j]), int(counts[i])) for j in range(n_classes)]
@@ -569,11 +579,9 @@ def run_robustness(
         on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
     )  # fmt: skip
     if colour_swap:
-        swap = _colour_swap_on_split(
-            scored, run_dir, dataset, indices, meta, images, labels, cache_dir, batch_size,
-            torch_device,
-        )  # fmt: skip
-        result["colour_swap"] = swap
+        colours = training_colours(run_dir, dataset, indices, meta, cache_dir)
+        swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, torch_device)
+        result["colour_swap"] = swap = {"colours": COLOURS_FROM, **swap}
         for key in ("other_colour", "follows_the_colour"):
             result["summary"][f"colour_swap_{key}"] = swap[key]["value"]
     result = {
@@ -602,26 +610,10 @@ def run_robustness(
     return result
 
 
-COLOURS_FROM = (
-    "each class's mean over the run's training images of their channel means and s.d.s "
-    "(Reinhard transfer in RGB)"
-)
-
-
-def _colour_swap_on_split(
-    scored, run_dir, dataset, indices, meta, images, labels, cache_dir, batch_size, device
-) -> dict:
-    """`evaluate_colour_swap` of a run's test images, in colours taken from its training images."""
-    train_images, train_labels, _ = split_images(
-        run_dir, dataset, indices, "train", meta, cache_dir
-    )
-    colours = class_colours(train_images, np.asarray(train_labels), len(meta["classes"]))
-    swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, device)
-    log.info(
-        "in another class's colour: %.4f, follows the colour: %.4f",
-        swap["other_colour"]["value"], swap["follows_the_colour"]["value"],
-    )  # fmt: skip
-    return {"colours": COLOURS_FROM, **swap}
+def training_colours(run_dir: Path, dataset, indices: dict, meta: dict, cache_dir=None):
+    """`class_colours` of a run's training images: the colours the colour swap gives."""
+    images, labels, _ = split_images(run_dir, dataset, indices, "train", meta, cache_dir)
+    return class_colours(images, np.asarray(labels), len(meta["classes"]))
 
 
 def run_colour_swap(
@@ -646,11 +638,9 @@ def run_colour_swap(
     predictor = as_predictor(model, batch_size, torch_device)
     labels = np.asarray(labels)
     clean = proportion(int(np.sum(predictor(images)[0] == labels)), len(labels))
-    swap = _colour_swap_on_split(
-        predictor, run_dir, dataset, indices, meta, images, labels, cache_dir, batch_size,
-        torch_device,
-    )  # fmt: skip
-    return {"n": len(labels), "clean": clean, **swap}
+    colours = training_colours(run_dir, dataset, indices, meta, cache_dir)
+    swap = evaluate_colour_swap(predictor, images, labels, colours, batch_size, torch_device)
+    return {"n": len(labels), "clean": clean, "colours": COLOURS_FROM, **swap}
 
 
 def _scored_model(model, bundle, head: str, batch_size: int, meta: dict, run_dir: Path):
