@@ -585,8 +585,9 @@ def _colour_swap_blocks(metrics: dict[str, Any]) -> list[Block]:
             "accuracy in every column; one that reads colour is right on the diagonal only. In "
             f"another class's colour it is right {fmt_pct(swap['other_colour'])} of the time, "
             f"and its answer becomes the colour's class {fmt_pct(swap['follows_the_colour'])}. "
-            "`blastscan train --recolour 1` trains every image in the colour of a random image "
-            "of its batch, so that colour cannot tell the class (docs/robustness.md)."
+            "Networks that cannot count on colour: `blastscan train --input-norm stain` (each "
+            "image's colour standardised in the first layer) or `--recolour P` (training images "
+            "in other images' colours); docs/robustness.md."
         ),
         Block("table", Table(["Images of", *map(str, names)], rows, caption)),
     ]
