@@ -253,6 +253,11 @@ def test_run_robustness_on_a_run_directory(image_folder, tmp_path):
         "colour_swap" not in plain
         and "in the colour of" not in (tmp_path / "plain" / "robustness.md").read_text()
     )
+    (run / "split.json").write_text(json.dumps({"train": [], "val": [], "test": test}))
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(BlastscanError, match="no train"):
+        patch.setattr(R, "evaluate_robustness", lambda *a, **k: pytest.fail("perturbed first"))
+        R.run_robustness(run, image_folder, out, tmp_path / "cache", grid)
+    R.run_robustness(run, image_folder, out, tmp_path / "cache", grid, colour_swap=False)
     (run / "split.json").write_text(json.dumps({"train": train, "test": ["x/Benign/missing.png"]}))
     with pytest.raises(BlastscanError, match="not there"):
         R.run_robustness(run, image_folder, out, cache_dir=tmp_path / "cache", perturbations=grid)

@@ -573,13 +573,14 @@ def run_robustness(
     dataset, indices = D.run_split(run_dir, data_dir, meta)
     images, labels, _ = split_images(run_dir, dataset, indices, "test", meta, cache_dir)
     scored, what = _scored_model(model, bundle, head, batch_size, meta, run_dir)
+    # before the long part, so that a run without training images fails at once
+    colours = training_colours(run_dir, dataset, indices, meta, cache_dir) if colour_swap else None
     log.info("robustness of %s: %d test images at %d px", what, len(images), meta["image_size"])
     result = evaluate_robustness(
         scored, images, labels, perturbations, batch_size, torch_device,
         on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
     )  # fmt: skip
-    if colour_swap:
-        colours = training_colours(run_dir, dataset, indices, meta, cache_dir)
+    if colours is not None:
         swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, torch_device)
         result["colour_swap"] = swap = {"colours": COLOURS_FROM, **swap}
         for key in ("other_colour", "follows_the_colour"):
