@@ -528,7 +528,15 @@ def test_outputs_that_cannot_be_written_fail_first_and_in_one_line(tmp_path: Pat
     folder = tmp_path / "taken"
     folder.mkdir()
     result = runner.invoke(app, ["select", str(path), "--out", str(folder)])
-    assert_one_line_error(result, str(folder), "cannot write it", "choose another --out")
+    assert_one_line_error(result, str(folder), "is a folder")
+    for command, suffix in (("select", ".json"), ("extract", ".npz")):
+        result = runner.invoke(
+            app,
+            [command, *([str(path)] if command == "select" else ["--model", "r", "--data", "d"])]
+            + ["--out", str(tmp_path / "wrong.csv")],
+        )
+        assert_one_line_error(result, "wrong.csv", f"--out must end in {suffix}")
+    assert not (tmp_path / "wrong.csv").exists()
     result = runner.invoke(
         app, ["select", str(path), "--out", str(tmp_path / "s.json"), "--figure", "f.foo"]
     )

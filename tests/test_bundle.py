@@ -25,7 +25,9 @@ from blastscan.bundle import (
     OOD_ARRAYS,
     WEIGHTS,
     ClassicalHead,
+    _selection_rule,
     load_bundle,
+    model_card,
     write_bundle,
 )
 from blastscan.classify import make_classifier
@@ -380,3 +382,70 @@ def test_cli_bundle_without_data_has_no_ood_and_refuses_a_classifier(tmp_path):
         app, ["bundle", str(run), "--out", str(tmp_path / "c"), "--classifier", "Fine KNN"]
     )
     assert refused.exit_code == 2 and "--data" in refused.output
+
+
+# ---------------------------------------------------------------- audit fixes
+
+
+def test_load_bundle_on_a_missing_path_says_it_does_not_exist(tmp_path):
+    with pytest.raises(BlastscanError, match=r"nope: does not exist; pass a bundle directory"):
+        load_bundle(tmp_path / "nope")
+    with pytest.raises(BlastscanError, match="no bundle.json"):  # a folder, but not a bundle
+        load_bundle(tmp_path)
+
+
+def _card_manifest(built: Path, **classical) -> dict:
+    manifest = json.loads((built / MANIFEST).read_text())
+    manifest["classical"].update(classical)
+    return manifest
+
+
+def test_model_card_says_how_many_features_mrmr_kept_and_by_what_rule(built):
+    card = (built / CARD).read_text()  # mRMR(n_features=12) on 1000 features
+    assert "on 12 of 1000 deep features kept by mRMR (the top 12 of its ranking)." in card
+    assert "mRMR-selected" not in card
+    every = _card_manifest(built, n_features=1000, mrmr={"threshold": 0.25}, name="Cubic SVM")
+    assert "Cubic SVM on all 1000 deep features (mRMR at threshold 0.25 kept every one)" in (
+        model_card(every)
+    )
+    assert _selection_rule(MRMR(threshold=0.25)) == {"threshold": 0.25}  # what the CLI fits
+    some = _card_manifest(built, n_features=521, mrmr={"threshold": 0.25})
+    assert "on 521 of 1000 deep features kept by mRMR (threshold 0.25)" in model_card(some)
+
+
+def test_model_card_says_whose_held_out_accuracy_it_shows(built, tmp_path_factory):
+    card = (built / CARD).read_text()
+    assert "CNN softmax on the run's 8 held-out test images: accuracy 0.2500" in card
+    assert "the deciding KNeighborsClassifier head was not scored on them" in card
+    cnn_card = (tiny_bundle(tmp_path_factory.getbasetemp(), classical=False) / CARD).read_text()
+    assert "CNN softmax (the deciding head) on the run's 8 held-out test images" in cnn_card
+
+
+def test_bundle_json_writes_nan_as_null_and_still_loads(tmp_path):
+    model, _, _, _ = tiny_parts(SIZE, False)
+    meta = tiny_meta()
+    meta["history"] = [{"epoch": 1, "val_loss": float("nan"), "val_accuracy": np.float32("nan")}]
+    out = write_bundle(tmp_path / "b", model, meta, metrics={"accuracy": 0.5, "ece": np.inf})
+
+    def refuse(name: str):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    manifest = json.loads((out / MANIFEST).read_text(), parse_constant=refuse)
+    assert manifest["training"]["last_epoch"]["val_loss"] is None
+    assert manifest["metrics"]["ece"] is None
+    assert load_bundle(out).manifest["metrics"]["accuracy"] == 0.5
+
+
+def test_bundle_options_are_checked_before_any_work(tmp_path):
+    from blastscan.bundle import bundle_from_run
+
+    not_a_run = tmp_path / "nothing-here"  # loading it would fail later, with another message
+    with pytest.raises(BlastscanError, match="unknown classifier preset 'Bogus'"):
+        bundle_from_run(not_a_run, tmp_path / "b", tmp_path, classifier="Bogus")
+    with pytest.raises(BlastscanError, match="pass --data"):
+        bundle_from_run(not_a_run, tmp_path / "b", None, classifier="Cubic SVM")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("user data")
+    with pytest.raises(BlastscanError, match="already exists"):
+        bundle_from_run(not_a_run, tmp_path / "taken")
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"

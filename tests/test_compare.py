@@ -1,6 +1,7 @@
 """Paired comparison of two runs: McNemar's exact test and `compare_runs` on run directories."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,10 @@ def test_compare_runs_pairs_the_same_images(image_folder, tmp_path):
     assert json.loads((out / "compare.json").read_text())["n"] == len(split["test"])
     assert "McNemar p" in (out / "compare.md").read_text()
 
-    itself = compare_runs(a, a, image_folder, tmp_path / "self", cache_dir=tmp_path / "cache")
+    with pytest.raises(BlastscanError, match="A and B are the same run"):
+        compare_runs(a, a, image_folder, tmp_path / "self", cache_dir=tmp_path / "cache")
+    copy = shutil.copytree(a, tmp_path / "a-copy")  # the same network under another name
+    itself = compare_runs(a, copy, image_folder, tmp_path / "self", cache_dir=tmp_path / "cache")
     row = itself["rows"][0]
     assert (row["a_only"], row["b_only"], row["p_value"]) == (0, 0, 1.0)
 

@@ -131,11 +131,12 @@ import resource, sys
 import numpy as np
 from blastscan.distributed import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+block = int(sys.argv[2])
 
 def faults_of_three_steps():  # blocks above glibc's mmap threshold, as activations are
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
-        a, b = np.ones(25_000_000, np.float32), np.ones(25_000_000, np.float32)
+        a, b = np.ones(block, np.uint8), np.ones(block, np.uint8)
         del a, b
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
@@ -145,10 +146,18 @@ print(applied, faults_of_three_steps())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
-def test_keep_freed_memory_reuses_large_blocks_instead_of_faulting_them_in_again():
+@pytest.mark.parametrize(
+    "block_bytes",
+    [100_000_000, 1_200_000_000],  # the second frees 2.4 GB at once, past any trim threshold
+    ids=["100MB", "2x1.2GB"],
+)
+def test_keep_freed_memory_reuses_large_blocks_instead_of_faulting_them_in_again(block_bytes):
     def steady_state_faults(mode: str) -> tuple[str, int]:
         out = subprocess.run(
-            [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _FAULTS, mode, str(block_bytes)],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         applied, faults = out.stdout.split()
         return applied, int(faults)

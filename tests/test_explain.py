@@ -162,3 +162,31 @@ def test_cli_explain_with_a_target_class(tmp_path_factory, tmp_path):
         ],
     )
     assert bad.exit_code == 2 and "unknown class" in bad.output
+
+
+def test_explain_writes_nothing_when_no_image_is_readable(tmp_path_factory, tmp_path):
+    bundle = tiny_bundle(tmp_path_factory.getbasetemp(), size=64)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(
+        app, ["explain", str(bundle), str(tmp_path / "bad.png"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "no readable image" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_explain_says_which_class_the_map_shows(tmp_path_factory, tmp_path):
+    bundle = tiny_bundle(tmp_path_factory.getbasetemp(), size=64)
+    Image.fromarray(synthetic_smears(1, 64, seed=8)[0]).save(tmp_path / "a.png")
+    out = tmp_path / "o"
+    decided = CliRunner().invoke(
+        app, ["explain", str(bundle), str(tmp_path / "a.png"), "--out", str(out)]
+    )
+    assert decided.exit_code == 0 and "map of" not in decided.output
+    predicted = json.loads((out / "explanations.json").read_text())["images"][0]["predicted"]
+    other = next(c for c in ("Benign", "Pro-B") if c != predicted)
+    result = CliRunner().invoke(
+        app,
+        ["explain", str(bundle), str(tmp_path / "a.png"), "--out", str(out), "--target", other],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{predicted} (" in result.output and f"map of {other})" in result.output

@@ -126,7 +126,42 @@ def test_collect_images_recurses_sorts_and_reports_missing(folder, tmp_path):
         "a/gray.bmp",
         "one.jpg",
     ]
-    assert problems == [(str(tmp_path / "nope"), "no such file or folder")]
+    assert problems == [(str(tmp_path / "nope"), "does not exist")]
+
+
+def test_collect_images_skips_hidden_files_and_hidden_folders(tmp_path):
+    root = tmp_path / ".cache" / "smears"  # a hidden folder named explicitly is still scanned
+    (root / ".thumbs").mkdir(parents=True)
+    (root / "case").mkdir()
+    image = Image.fromarray(synthetic_smears(1, 40, seed=2)[0])
+    image.save(root / "case" / "cell.jpg")
+    image.save(root / ".thumbs" / "cell.jpg")
+    (root / "case" / "._cell.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    files, problems = collect_images([root])
+    assert files == [root / "case" / "cell.jpg"] and problems == []
+
+
+def test_a_folder_without_images_or_a_missing_input_raises_before_any_model_work(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "._case.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (empty / "notes.txt").write_text("no smears here")
+    with pytest.raises(BlastscanError, match=r"empty: no images found \(looked for .*\.jpg"):
+        predict_files(None, [empty])  # no bundle: it must raise before using one
+    with pytest.raises(BlastscanError, match=r"nope: does not exist"):
+        predict_files(None, [tmp_path / "nope"])
+
+
+def test_cli_predict_on_a_folder_without_images_is_an_error_and_writes_nothing(
+    bundle_path, tmp_path
+):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out.csv"
+    args = ["predict", str(bundle_path), str(tmp_path / "empty"), "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "no images found" in result.output
+    assert "0 predicted" not in result.output and not out.exists()
 
 
 def test_predict_files_reads_every_format_and_lists_unreadable(bundle_path, folder):
@@ -187,11 +222,13 @@ def test_cli_predict_prints_a_table_and_writes_csv(bundle_path, folder, tmp_path
 
 def test_cli_predict_without_any_readable_image_fails_cleanly(bundle_path, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
+    out = tmp_path / "r.csv"
     result = CliRunner().invoke(
-        app, ["predict", str(bundle_path), str(tmp_path / "bad.png"), "--quiet"]
+        app, ["predict", str(bundle_path), str(tmp_path / "bad.png"), "--quiet", "--out", str(out)]
     )
     assert result.exit_code == 2
-    assert "no readable image" in result.output
+    assert "no readable image" in result.output and "bad.png" in result.output
+    assert not out.exists()  # a results file with no result in it would read as a success
 
 
 def test_cli_predict_on_a_folder_that_is_not_a_bundle(tmp_path):

@@ -20,6 +20,7 @@ from test_bundle import DISPLAY, single_thread, tiny_bundle  # noqa: F401
 
 from blastscan import serve as S
 from blastscan.bundle import load_bundle
+from blastscan.errors import BlastscanError
 from blastscan.predict import synthetic_smears
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -343,3 +344,13 @@ def test_headers_that_never_finish_are_cut_off_and_others_are_served(
     stop.set()
     elapsed = time.time() - started
     assert replies == [b"", b"", b""] and 1.5 < elapsed < 10
+
+
+def test_a_port_in_use_or_out_of_range_fails_in_one_line_before_loading():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(BlastscanError, match=f"127.0.0.1:{port}: cannot listen there"):
+            S.check_can_listen("127.0.0.1", port)
+    S.check_can_listen("127.0.0.1", port)  # free again
+    with pytest.raises(BlastscanError, match="--port 99999: must be 0-65535"):
+        S.check_can_listen("127.0.0.1", 99999)

@@ -356,3 +356,55 @@ def test_the_teacher_sees_the_students_images_unrelit(relit: bool):
                 assert torch.allclose(b[unclipped] * lamp, a[unclipped], atol=0.01)
         else:
             torch.testing.assert_close(seen, taught, rtol=0, atol=0)
+
+
+def _run_with_checkpoints(root: Path, names: tuple[str, ...], val_fraction: float) -> Path:
+    """A run folder whose checkpoints/ holds empty files of these names (never loaded here)."""
+    (root / "checkpoints").mkdir(parents=True)
+    for name in names:
+        (root / "checkpoints" / f"{name}.safetensors").touch()
+    (root / "config.json").write_text(json.dumps({"val_fraction": val_fraction}))
+    return root
+
+
+def test_a_checkpoint_the_run_lacks_names_the_ones_it_has(tmp_path: Path):
+    run = _run_with_checkpoints(tmp_path / "run", ("final", "last"), 0.1)
+    with pytest.raises(BlastscanError) as info:
+        T.load_trained_model(run, "foo")
+    message = str(info.value)
+    assert "has checkpoints final, last, no foo" in message and "--checkpoint" in message
+    assert "no checkpoint there" not in message and "--model" not in message
+
+
+def test_best_of_a_run_without_validation_says_why_it_is_missing(tmp_path: Path):
+    run = _run_with_checkpoints(tmp_path / "run", ("final", "last"), 0.0)
+    with pytest.raises(BlastscanError, match=r"no best checkpoint \(trained with --val-fraction 0"):
+        T.load_trained_model(run, "best")
+
+
+def test_a_folder_that_is_not_a_run_names_no_option_unless_the_caller_has_it(tmp_path: Path):
+    with pytest.raises(BlastscanError) as info:
+        T.load_trained_model(tmp_path, "final")
+    assert str(info.value).endswith("no checkpoint there; pass a training run directory")
+    with pytest.raises(BlastscanError, match=r"pass a training run directory \(--model\)"):
+        T.load_trained_model(tmp_path / "nope", option="--model")
+
+
+def test_a_history_with_nan_round_trips_through_json_and_plots(tmp_path: Path):
+    history = [
+        {"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": np.nan,
+         "val_accuracy": np.nan, "seconds": 1.0},
+    ]  # fmt: skip
+    T.write_history(tmp_path, history)
+    text = (tmp_path / "history.json").read_text()
+    assert "NaN" not in text and json.loads(text)[0]["val_loss"] is None
+    model = darknet19(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "last.safetensors"
+    T.save_checkpoint(
+        path, model, optimizer, {"classes": ["a", "b"], "epoch": 0, "history": history}
+    )
+    resumed = T.load_checkpoint(path, model)["history"]
+    assert np.isnan(resumed[0]["val_loss"]) and resumed[0]["train_loss"] == 1.0
+    figures = T.plot_training_curves(json.loads(text), tmp_path)
+    assert figures["loss"].stat().st_size > 0

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write_bytes, atomic_write_json, umask
+from blastscan.io import atomic_write_bytes, atomic_write_json, to_json, umask
 from blastscan.models.stain import input_norm_name
 from blastscan.predict import HEAD_CLASSICAL, HEAD_CNN, OODDetector, Prediction
 
@@ -79,6 +79,8 @@ class ClassicalHead:
     class_index: np.ndarray
     name: str = "classifier"
     scores: np.ndarray | None = None  # mRMR scores of the selected columns, for the card
+    n_inputs: int | None = None  # deep features the selector chose from (1000)
+    mrmr: dict[str, Any] | None = None  # its rule: {"threshold": T} or {"n_features": K}
 
     def predict_proba(self, features: np.ndarray, n_classes: int) -> np.ndarray:
         """Class probabilities in bundle order; one-hot when the classifier has no probabilities."""
@@ -127,7 +129,19 @@ class ClassicalHead:
             _class_index(classifier.classes_, classes),
             name or type(classifier).__name__,
             scores,
+            int(n_in) if n_in is not None else None,
+            _selection_rule(selector),
         )
+
+
+def _selection_rule(selector: Any) -> dict[str, Any] | None:
+    """How a fitted selector chose its columns, for the model card (None: no selector)."""
+    if selector is None:
+        return None
+    if getattr(selector, "n_features", None):
+        return {"n_features": int(selector.n_features)}
+    threshold = getattr(selector, "threshold", None)
+    return {"threshold": None if threshold is None else float(threshold)}
 
 
 def _class_index(labels: np.ndarray, classes: list[str]) -> np.ndarray:
@@ -367,9 +381,7 @@ def write_bundle(
         (tmp / CARD).write_text(card, encoding="utf-8")
         files[CARD] = sha256_bytes(card.encode("utf-8"))
         manifest["files"] = dict(sorted(files.items()))
-        (tmp / MANIFEST).write_text(
-            json.dumps(manifest, indent=2, default=_json) + "\n", encoding="utf-8"
-        )
+        (tmp / MANIFEST).write_text(to_json(manifest), encoding="utf-8")
         _readable_modes(tmp)
         _swap_into_place(tmp, out)
     except BaseException:
@@ -488,7 +500,9 @@ def _manifest(meta, classical, ood, metrics, card_facts) -> dict[str, Any]:
         manifest["classical"] = {
             "name": classical.name,
             "n_features": int(len(classical.columns)),
+            "n_inputs": classical.n_inputs,
             "selection": "mRMR" if classical.scores is not None else "none",
+            "mrmr": classical.mrmr,
             "trusted_types": TRUSTED_TYPES,
         }
     if ood is not None:
@@ -496,28 +510,12 @@ def _manifest(meta, classical, ood, metrics, card_facts) -> dict[str, Any]:
     return manifest
 
 
-def _json(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def model_card(manifest: dict[str, Any]) -> str:
     """A short model card: what the model is for, what it saw, how it was measured, its limits."""
     facts = manifest.get("card_facts") or {}
     metrics = manifest.get("metrics") or {}
     config = manifest["training"].get("config") or {}
-    acc = metrics.get("accuracy")
-    measured = (
-        f"accuracy {acc:.4f} on {metrics.get('n_test', '?')} held-out images "
-        f"({metrics.get('split', 'held-out split')})"
-        if isinstance(acc, int | float)
-        else "no held-out metrics were given when the bundle was written"
-    )
+    measured = _measured(metrics, manifest)
     lines = [
         f"# Model card: {manifest['name']}",
         "",
@@ -529,12 +527,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"- Input: whole image resized to {manifest['input']['size']} px, RGB in [0, 1], "
         "no mean/std normalisation.",
         f"- Deciding head: {manifest['heads']['decides']}"
-        + (
-            f" ({manifest['classical']['name']} on {manifest['classical']['n_features']} "
-            "mRMR-selected deep features)"
-            if manifest["heads"]["classical"]
-            else ""
-        )
+        + (f", {_classical_line(manifest)}" if manifest["heads"]["classical"] else "")
         + ".",
         "",
         "## Data",
@@ -557,6 +550,44 @@ def model_card(manifest: dict[str, Any]) -> str:
         *(f"- {k} {v}" for k, v in manifest["versions"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _classical_line(manifest: dict[str, Any]) -> str:
+    """What the classical head sees: all deep features, or how many mRMR kept and by what rule."""
+    info = manifest["classical"]
+    name, kept = info["name"], info["n_features"]
+    total = info.get("n_inputs") or manifest.get("outputs", {}).get("features", kept)
+    if info.get("selection") != "mRMR":
+        return f"{name} on all {kept} deep features, no selection"
+    rule = info.get("mrmr") or {}
+    if rule.get("n_features"):
+        how, at = f"the top {rule['n_features']} of its ranking", ""
+    elif rule.get("threshold") is not None:
+        how = f"threshold {rule['threshold']:g}"
+        at = f" at {how}"
+    else:
+        how, at = "score above 0" if "threshold" in rule else "its rule", ""
+    if kept >= total:
+        return f"{name} on all {total} deep features (mRMR{at} kept every one)"
+    return f"{name} on {kept} of {total} deep features kept by mRMR ({how})"
+
+
+def _measured(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """Whose held-out score the card shows: the run's metrics are the CNN softmax's, always."""
+    acc = metrics.get("accuracy")
+    if not isinstance(acc, int | float):
+        return "no held-out metrics were given when the bundle was written"
+    n_test = metrics.get("n_test", "?")
+    split = metrics.get("split", "held-out split")
+    if manifest["heads"].get("decides") == HEAD_CNN:
+        return (
+            f"CNN softmax (the deciding head) on the run's {n_test} held-out test images: "
+            f"accuracy {acc:.4f} ({split})"
+        )
+    return (
+        f"CNN softmax on the run's {n_test} held-out test images: accuracy {acc:.4f} ({split}); "
+        f"the deciding {manifest['classical']['name']} head was not scored on them"
+    )
 
 
 def _protocol(config: dict[str, Any], epochs_done: int | None = None) -> str:
@@ -642,6 +673,10 @@ def read_verified(root: Path, manifest: dict[str, Any], name: str) -> bytes:
 def load_bundle(path: str | Path) -> Bundle:
     """Load and verify a bundle; every file's sha256 is checked, nothing is unpickled."""
     root = Path(path)
+    if not root.exists():
+        raise BlastscanError(
+            f"{root}: does not exist; pass a bundle directory (blastscan bundle RUN --out DIR)"
+        )
     manifest = read_manifest(root)
     try:
         return _load_verified(root, manifest)
@@ -703,6 +738,8 @@ def _load_classical(
         arrays["class_index"],
         manifest["classical"]["name"],
         arrays.get("scores"),
+        manifest["classical"].get("n_inputs"),
+        manifest["classical"].get("mrmr"),
     )
 
 
@@ -739,8 +776,17 @@ def bundle_from_run(
     The OOD covariance and the classifier are fitted on (up to `max_per_class` per class of)
     the run's training images, the OOD threshold on its validation images: never the test set.
     """
+    from blastscan.classify import get_preset
     from blastscan.training import load_trained_model
 
+    if classifier:  # a wrong name or a missing --data fails now, not after the extraction
+        get_preset(classifier)
+        if data_dir is None:
+            raise BlastscanError(
+                "a classical head is fitted on the run's training images: pass --data"
+            )
+    if Path(out).exists():
+        _check_replaceable(Path(out), overwrite)
     run = Path(run_dir)
     model, meta = load_trained_model(run, which)
     metrics = _read_json(run / "metrics.json")
@@ -753,8 +799,6 @@ def bundle_from_run(
         if classifier:
             classical = fit_classical(train[0], train[1], classifier, n_features, meta["classes"])
         facts["data"] = _data_fact(run, data_dir)
-    elif classifier:
-        raise BlastscanError("a classical head is fitted on the run's training images: pass --data")
     return write_bundle(
         out,
         model,

@@ -51,19 +51,28 @@ def friendly_errors(func: F) -> F:
 
 
 @contextlib.contextmanager
-def _skipped_files_on_stderr():
-    """The files a dataset scan skipped (unreadable images), one 'warning: ...' line each."""
-    logger = logging.getLogger("blastscan.data")
+def _log_on_stderr(name: str, level: int, prefix: str = ""):
+    """Logger `name`'s records from `level` up as lines on stderr while the block runs."""
+    logger = logging.getLogger(name)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(prefix + "%(message)s"))
     logger.addHandler(handler)
+    old_level = logger.level
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
     propagate, logger.propagate = logger.propagate, False  # once, even under a root handler
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(old_level)
         logger.propagate = propagate
+
+
+def _skipped_files_on_stderr():
+    """The files a dataset scan skipped (unreadable images), one 'warning: ...' line each."""
+    return _log_on_stderr("blastscan.data", logging.WARNING, "warning: ")
 
 
 DataOpt = Annotated[
@@ -295,7 +304,9 @@ def extract(
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
     from blastscan.distributed import is_main_process
     from blastscan.features import extract as run_extract
+    from blastscan.io import check_output_file
 
+    check_output_file(out, (".npz",))
     path = run_extract(
         model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine
     )
@@ -332,9 +343,10 @@ def select(
     import time
 
     from blastscan.features import load_features
-    from blastscan.io import atomic_write_json
+    from blastscan.io import atomic_write_json, check_output_file
     from blastscan.selection import ESTIMATORS, MRMR, figure_format, plot_mrmr_scores
 
+    check_output_file(out, (".json",))
     if figure:
         figure_format(figure)
     if estimator not in ESTIMATORS:
@@ -394,11 +406,12 @@ def evaluate(
     from blastscan.classify import PRESETS
     from blastscan.evaluation import evaluate_feature_sets
     from blastscan.features import load_features
-    from blastscan.io import atomic_write_json
+    from blastscan.io import atomic_write_json, check_output_dir
     from blastscan.protocols import paper_protocol
     from blastscan.report import write_report
     from blastscan.selection import MRMR
 
+    check_output_dir(out)
     data = load_features(features)
     X, y = data["X"].astype(np.float64), data["y"]
     largest = int(np.bincount(y).max())
@@ -445,10 +458,10 @@ def evaluate(
     atomic_write_json(Path(out) / "metrics.json", metrics)
     write_report(Path(out), metrics, {})
     for name, entry in block["classical"]["presets"].items():
-        accs = {
-            k: f"{v['metrics']['accuracy']['value']:.4f}" for k, v in entry["feature_sets"].items()
-        }
-        typer.echo(f"{name:32s} {accs}")
+        accuracies = "  ".join(
+            f"{k} {v['metrics']['accuracy']['value']:.2%}" for k, v in entry["feature_sets"].items()
+        )
+        typer.echo(f"{name:32s} {accuracies}")
     typer.echo(f"report: {Path(out) / 'report.md'}")
 
 
@@ -631,7 +644,10 @@ def predict(
         list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write results to FILE.csv or FILE.json.")
+        Path | None,
+        typer.Option(
+            "--out", help="Write results to FILE.csv or FILE.json; '-' writes CSV to stdout."
+        ),
     ] = None,
     engine: Annotated[
         str, typer.Option(help="torch or onnx (after blastscan export --onnx).")
@@ -648,12 +664,19 @@ def predict(
     from blastscan.bundle import load_bundle
     from blastscan.distributed import is_main_process
     from blastscan.io import check_output_file
-    from blastscan.predict import predict_sharded, results_table, write_results
+    from blastscan.predict import csv_text, predict_sharded, results_table, write_results
     from blastscan.progress import progress_bar
 
-    if out:
+    to_stdout = out == Path("-")
+    if quiet and out is None:
+        raise BlastscanError(
+            "--quiet without --out would show no prediction; pass --out FILE.csv, "
+            "FILE.json or - (CSV on stdout)"
+        )
+    if out and not to_stdout:
         check_output_file(out, (".csv", ".json"))
     loaded = load_bundle(bundle)
+    loaded.resolve_head(head)  # a head the bundle lacks fails here, not after the first batch
     with progress_bar(not quiet and is_main_process()) as bar:
         task = bar.add_task("predict", total=None)
         run = predict_sharded(
@@ -667,17 +690,29 @@ def predict(
         )
     if run is None:  # another torchrun rank: rank 0 writes the merged results
         return
-    if not quiet:
-        Console().print(results_table(run))
-    if out:
+    if not run.rows:  # before writing: a results file without a result would read as success
+        raise BlastscanError(_none_readable(run.unreadable))
+    if to_stdout:
+        sys.stdout.write(csv_text(run))
+    elif not quiet:  # without --out the table is the only record, so it shows every row
+        Console().print(results_table(run, limit=len(run.rows) if out is None else 50))
+    if out and not to_stdout:
         write_results(out, run, loaded)
     rate = len(run.rows) / run.seconds if run.seconds else 0.0
     typer.echo(
         f"{len(run.rows)} predicted, {len(run.unreadable)} unreadable, {rate:.1f} images/s"
-        + (f"; results in {out}" if out else "")
+        + (f"; results in {out}" if out and not to_stdout else ""),
+        err=to_stdout,
     )
-    if not run.rows and run.unreadable:
-        raise BlastscanError("no readable image among the inputs; see the list above")
+
+
+def _none_readable(unreadable: list[tuple[str, str]]) -> str:
+    """The error when every input failed: the first file and why, and how many more."""
+    if not unreadable:
+        return "no readable image among the inputs"
+    path, reason = unreadable[0]
+    more = f" (and {len(unreadable) - 1} more unreadable)" if len(unreadable) > 1 else ""
+    return f"no readable image among the inputs: {path}: {reason}{more}"
 
 
 @app.command()
@@ -692,16 +727,21 @@ def explain(
 ) -> None:
     """Grad-CAM heat maps: an overlay and an original | heat map | overlay figure per image."""
     from blastscan.explain import explain_files
+    from blastscan.io import check_output_dir
     from blastscan.predict import collect_images
 
+    check_output_dir(out)
     files, missing = collect_images(images)
     done, problems = explain_files(bundle, files, out, target)
     for path, reason in missing + problems:
         typer.secho(f"skipped {path}: {reason}", fg="yellow", err=True)
-    for item in done:
-        typer.echo(f"{item.path}: {item.predicted} ({item.probability:.1%}) -> {item.figure}")
     if not done:
-        raise BlastscanError("no readable image among the inputs")
+        raise BlastscanError(_none_readable(missing + problems))
+    for item in done:
+        shown = "" if item.explained_class == item.predicted else f", map of {item.explained_class}"
+        typer.echo(
+            f"{item.path}: {item.predicted} ({item.probability:.1%}{shown}) -> {item.figure}"
+        )
 
 
 @app.command()
@@ -787,16 +827,20 @@ def robustness(
     ] = True,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts,
     and in each class's colour."""
+    from blastscan.io import check_output_dir
     from blastscan.robustness import DEFAULT_GRID, run_robustness
 
+    check_output_dir(out)
     grid = _perturbation_grid(perturbation or list(DEFAULT_GRID))
-    result = run_robustness(
-        run, data, out, perturbations=grid, batch_size=batch_size, device=device,
-        bundle=bundle, head=head, colour_swap=colour_swap,
-    )  # fmt: skip
+    with _log_on_stderr("blastscan.robustness", logging.WARNING if quiet else logging.INFO):
+        result = run_robustness(
+            run, data, out, perturbations=grid, batch_size=batch_size, device=device,
+            bundle=bundle, head=head, colour_swap=colour_swap,
+        )  # fmt: skip
     summary = result["summary"]
     line = f"{result['scored']}: clean {summary['clean_accuracy']:.1%}"
     if bright := summary.get("brightness_0.7_1.3_worst"):
@@ -829,14 +873,18 @@ def compare(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Two runs image by image on their shared test images: accuracies and McNemar's exact test."""
     from blastscan.compare import compare_runs
+    from blastscan.io import check_output_dir
 
+    check_output_dir(out)
     grid = _perturbation_grid(perturbation or [])
-    result = compare_runs(
-        run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device
-    )
+    with _log_on_stderr("blastscan.compare", logging.WARNING if quiet else logging.INFO):
+        result = compare_runs(
+            run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device
+        )
     clean = result["rows"][0]
     typer.echo(
         f"clean: A {clean['accuracy_a']['value']:.2%}, B {clean['accuracy_b']['value']:.2%} "

@@ -68,6 +68,9 @@ def compare_runs(
 
     configure_threads()
     run_a, run_b = Path(run_a), Path(run_b)
+    if run_a.resolve() == run_b.resolve():
+        raise BlastscanError(f"{run_a}: A and B are the same run; compare two different runs")
+    torch_device = pick_device(device)
     model_a, meta_a = load_trained_model(run_a)
     model_b, meta_b = load_trained_model(run_b)
     if list(meta_a["classes"]) != list(meta_b["classes"]):
@@ -75,7 +78,6 @@ def compare_runs(
     images_a, images_b, labels = _shared_test_images(
         run_a, meta_a, run_b, meta_b, data_dir, cache_dir
     )
-    torch_device = pick_device(device)
     grid = dict(perturbations or {})
     scored = [
         evaluate_robustness(
@@ -89,7 +91,11 @@ def compare_runs(
     ):
         test = mcnemar(np.asarray(pred_a) == labels, np.asarray(pred_b) == labels)
         rows.append({"condition": name, "strength": strength, **test})
-        log.info("%s %s: %s", name, strength, test)
+        log.info(
+            "%s: A %.2f%%, B %.2f%%, McNemar p = %.3g",
+            f"{name} {strength}".strip(), 100 * test["accuracy_a"]["value"],
+            100 * test["accuracy_b"]["value"], test["p_value"],
+        )  # fmt: skip
     result = {
         "a": str(run_a),
         "b": str(run_b),

@@ -54,7 +54,9 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # another C library (musl): leave it alone
         return False
     m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    # A threshold of -1 turns trimming off (man mallopt). The largest positive one, 2 GiB,
+    # does not: a step at 224 px frees more than that at once, and glibc then handed it back.
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, -1))
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,8 @@ def explain_files(
     """Write `<stem>_overlay.png` and `<stem>_gradcam.png` (original | heat | overlay) per image.
 
     The class explained is the bundle's decision (or `target`, a class or display name).
-    Unreadable files are returned with the reason, not raised. Also writes explanations.json.
+    Unreadable files are returned with the reason, not raised. Also writes explanations.json,
+    unless no image was readable: then nothing is written, not even `out_dir`.
     """
     from blastscan.bundle import as_bundle
     from blastscan.data import open_rgb
@@ -215,6 +216,8 @@ def explain_files(
             problems.append((str(path), str(exc).split(": ", 1)[-1]))
             continue
         done.append(_explain_one(bundle, path, image, out, _unique_stem(path, used), target_index))
+    if not done:
+        return done, problems
     atomic_write_json(
         out / "explanations.json",
         {

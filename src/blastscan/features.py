@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from blastscan.data import to_float_tensor
+from blastscan.errors import BlastscanError
 from blastscan.io import atomic_save_npz, check_output_file
 
 
@@ -30,9 +31,41 @@ class Inference:
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device asked for, checked here: torch itself fails late, with an assertion or trace."""
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise BlastscanError(
+            f"--device {requested}: not a device torch knows; pass cpu, cuda or cuda:N "
+            "(or leave --device out)"
+        ) from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise BlastscanError(
+                f"--device {requested}: this PyTorch has no CUDA (or no GPU is visible); "
+                "leave --device out or pass cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise BlastscanError(
+                f"--device {requested}: only {count} GPU(s) visible (cuda:0 to cuda:{count - 1}); "
+                "pass one of them, or leave --device out"
+            )
+    elif device.type == "mps" and not (
+        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    ):
+        raise BlastscanError(
+            f"--device {requested}: MPS (Apple GPU) is not available here; "
+            "leave --device out or pass cpu"
+        )
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise BlastscanError(
+            f"--device {requested}: blastscan runs on cpu, cuda or mps; "
+            "leave --device out or pass cpu"
+        )
+    return device
 
 
 @torch.inference_mode()
@@ -114,9 +147,10 @@ def extract(
     from blastscan.training import limit_per_class, load_trained_model
 
     check_output_file(out)
+    _check_engine(engine)
     configure_threads()
     dist, torch_device = init_distributed(device)
-    model, meta = load_trained_model(model_dir)
+    model, meta = load_trained_model(model_dir, option="--model")
     model = model.to(torch_device)
     dataset = limit_per_class(D.scan_dataset(data_dir, variant), max_per_class, seed)
     _check_classes(dataset.classes, meta["classes"], data_dir)
@@ -157,6 +191,13 @@ def _check_classes(found: list[str], trained: list[str], data_dir: str | Path) -
 
 
 ENGINES = ("auto", "torch", "onnx")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise BlastscanError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+
+
 ONNX_TOLERANCE = 1e-4
 
 
@@ -171,8 +212,7 @@ def _runner(
     """
     from blastscan.errors import BlastscanError
 
-    if engine not in ENGINES:
-        raise BlastscanError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    _check_engine(engine)
     if engine == "torch" or (engine == "auto" and device.type != "cpu"):
         return lambda x, b, cb: infer(model, x, b, device, cb)
     from blastscan.export import OnnxEngine, compare, onnx_bytes
@@ -214,6 +254,8 @@ def load_features(path: str | Path) -> dict[str, np.ndarray]:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         reason = str(exc) or type(exc).__name__
+        if "pickle" in reason:  # numpy's advice to unpickle would be unsafe: not an .npz
+            reason = "not an .npz file"
         raise BlastscanError(f"{path}: not a readable features file ({reason}); {remake}") from exc
     for key in ("X", "y"):
         if key not in arrays:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,28 @@ from blastscan.errors import BlastscanError
 def check_output_file(path: Path, suffixes: tuple[str, ...] = ()) -> Path:
     """Refuse, before any long work, an output path that cannot become the file asked for."""
     path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise BlastscanError(f"{path}: --out must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise BlastscanError(f"{path}: is a folder; give --out a file name inside it")
-    parent = next((p for p in path.parents if p.exists()), Path("."))
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise BlastscanError(f"{path}: --out must end in {' or '.join(suffixes)}")
+    _check_writable_under(path, path.parents)
+    return path
+
+
+def check_output_dir(path: Path) -> Path:
+    """Refuse, before any long work, an output folder that is a file or cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BlastscanError(f"{path}: is a file; --out takes a folder (created if missing)")
+    _check_writable_under(path, (path, *path.parents))
+    return path
+
+
+def _check_writable_under(path: Path, candidates: Iterable[Path]) -> None:
+    """The nearest existing folder among `candidates` must let us write into it."""
+    parent = next((p for p in candidates if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise BlastscanError(f"{path}: cannot be written under {parent}; choose another --out")
-    return path
 
 
 def umask() -> int:
@@ -100,9 +115,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def to_json(obj: Any) -> str:
-    """The JSON text blastscan writes (numpy scalars and arrays, and paths, allowed)."""
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+def to_json(obj: Any, indent: int = 2) -> str:
+    """The JSON text blastscan writes (numpy scalars and arrays, and paths, allowed).
+
+    NaN and infinities become null: bare NaN is not JSON (JavaScript's JSON.parse and strict
+    parsers reject it), and allow_nan=False makes any that slipped past a ValueError here.
+    """
+    text = json.dumps(
+        finite_json(obj), indent=indent, sort_keys=False, allow_nan=False, default=_json_default
+    )
+    return text + "\n"
+
+
+def finite_json(obj: Any) -> Any:
+    """`obj` with numpy values as Python ones and every non-finite float as None, recursively."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite_json(obj.tolist())
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer | np.bool_):
+        return obj.item()
+    return obj
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

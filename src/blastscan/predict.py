@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write_text
+from blastscan.io import atomic_write_text, to_json
 
 if TYPE_CHECKING:
     from blastscan.bundle import Bundle
@@ -160,7 +160,7 @@ class OODDetector:
         deep = Mahalanobis(
             arrays["means"].astype(np.float64),
             arrays["precision"].astype(np.float64),
-            float(info["threshold"]),
+            _number(info["threshold"]),
             float(info["shrinkage"]),
         )
         pixels = None
@@ -168,12 +168,17 @@ class OODDetector:
             pixels = Mahalanobis(
                 arrays["pixel_means"].astype(np.float64),
                 arrays["pixel_precision"].astype(np.float64),
-                float(info["pixel_threshold"]),
+                _number(info["pixel_threshold"]),
                 float(info["pixel_shrinkage"]),
             )
         return cls(
             deep, pixels, float(info["quantile"]), int(info["n_fit"]), int(info["n_calibration"])
         )
+
+
+def _number(value: Any) -> float:
+    """A float from bundle.json, where a non-finite one was written as null (NaN: never flags)."""
+    return math.nan if value is None else float(value)
 
 
 def fit_ood(
@@ -301,24 +306,44 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple
     """Image files under the given files and folders (recursive, sorted, no duplicates).
 
     A file named explicitly is tried whatever its extension; in folders only image extensions
-    count. Missing paths are reported, not raised.
+    count, and hidden names (macOS "._x.jpg" resource forks, .DS_Store, .git/) are skipped. A
+    missing path among others is reported, not raised; a folder with no image, or inputs that
+    all do not exist, raise before any model work (else: "0 predicted" and an empty table).
     """
-    from blastscan.data import IMAGE_EXTENSIONS
-
     files: dict[Path, None] = {}
     problems: list[tuple[str, str]] = []
     for raw in inputs:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
-            files.update(dict.fromkeys(found))
+            files.update(dict.fromkeys(folder_images(path)))
         elif path.is_file():
             files[path] = None
         else:
-            problems.append((str(path), "no such file or folder"))
+            problems.append((str(path), "does not exist"))
+    if not files and problems:
+        raise BlastscanError(
+            f"{problems[0][0]}: does not exist; pass image files or a folder of smear images"
+        )
     return list(files), problems
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, sorted; hidden files and anything in hidden folders skipped."""
+    from blastscan.data import IMAGE_EXTENSIONS
+
+    found = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+    if not found:
+        wanted = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise BlastscanError(
+            f"{folder}: no images found (looked for {wanted}); point at a folder of smear images"
+        )
+    return found
 
 
 def _load(path: Path, size: int) -> np.ndarray | str:
@@ -470,7 +495,7 @@ def json_text(run: PredictRun, bundle: Bundle) -> str:
         "unreadable": [{"path": p, "reason": r} for p, r in run.unreadable],
         "seconds": run.seconds,
     }
-    return json.dumps(payload, indent=1) + "\n"
+    return to_json(payload, indent=1)
 
 
 def write_results(path: str | Path, run: PredictRun, bundle: Bundle) -> Path:
@@ -507,6 +532,8 @@ def results_table(run: PredictRun, limit: int = 50):
     for path, reason in run.unreadable:
         table.add_row(_short(path), "[red]unreadable[/red]", "", "", reason)
     table.caption = "head: clf = features+classifier, cnn = CNN softmax"
+    if any("ood" not in row for row in run.rows):  # a blank column must not read as "ok"
+        table.caption += "; no OOD check in this bundle (make it with blastscan bundle --data)"
     return table
 
 

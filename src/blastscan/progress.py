@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +19,7 @@ from rich.progress import (
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+    """On stderr, so stdout keeps only results (`predict --out -` pipes CSV)."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -26,5 +28,6 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not enabled, transient=False) as progress:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, disable=not enabled, transient=False) as progress:
         yield progress

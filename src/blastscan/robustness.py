@@ -578,9 +578,12 @@ def run_robustness(
     log.info("robustness of %s: %d test images at %d px", what, len(images), meta["image_size"])
     result = evaluate_robustness(
         scored, images, labels, perturbations, batch_size, torch_device,
-        on_step=lambda n, s, pt: log.info("%s %s: %.4f", n, s, pt["accuracy"]["value"]),
+        on_step=lambda n, s, pt: log.info(
+            "%s: %.1f%%", n if s is None else f"{n} {s:g}", 100 * pt["accuracy"]["value"]
+        ),
     )  # fmt: skip
     if colours is not None:
+        log.info("colour swap: each test image in each of %d classes' colours", len(colours))
         swap = evaluate_colour_swap(scored, images, labels, colours, batch_size, torch_device)
         result["colour_swap"] = swap = {"colours": COLOURS_FROM, **swap}
         for key in ("other_colour", "follows_the_colour"):

@@ -195,9 +195,7 @@ def create_app(
         try:
             return await asyncio.get_running_loop().run_in_executor(workers, call)
         except BlastscanError as exc:
-            raise HTTPException(
-                415, f"not a readable image: {str(exc).split(': ', 1)[-1]}"
-            ) from exc
+            raise HTTPException(415, str(exc)) from exc
 
     return app
 
@@ -317,6 +315,7 @@ def serve(
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
+    check_can_listen(host, port)
     uvicorn.run(
         create_app(bundle_path, max_concurrent=max_concurrent),
         host=host,
@@ -325,6 +324,23 @@ def serve(
         limit_concurrency=MAX_CONNECTIONS,
         http=header_deadline_protocol(),
     )
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Fail in one line before the bundle loads, not in uvicorn's log after it (a port in
+    use, out of range, or an address this machine does not have)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise BlastscanError(f"--port {port}: must be 0-65535")
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise BlastscanError(
+            f"{host}:{port}: cannot listen there ({exc.strerror or exc}); "
+            "choose another --port or --host"
+        ) from exc
 
 
 PAGE = """<!doctype html>

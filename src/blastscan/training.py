@@ -278,6 +278,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer=None, fix: str
         raise BlastscanError(f"{path}: checkpoint missing or damaged ({exc}); {fix}") from exc
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise BlastscanError(f"{meta_path}: not a {CHECKPOINT_FORMAT} checkpoint; {fix}")
+    if isinstance(meta.get("history"), list):
+        meta["history"] = history_floats(meta["history"])
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
@@ -349,7 +351,7 @@ def load_teacher(config: TrainConfig, dataset: D.Dataset, split: Split, device):
         return None
     path = Path(config.teacher)
     run_dir = path if path.is_dir() else path.parent.parent
-    teacher, meta = load_trained_model(path)
+    teacher, meta = load_trained_model(path, option="--teacher")
     if list(meta["classes"]) != list(dataset.classes):
         raise BlastscanError(
             f"{path}: the teacher knows classes {meta['classes']}, this data has "
@@ -782,8 +784,17 @@ def final_test_metrics(model, images, labels, split, dataset, config, device) ->
     }
 
 
+def history_floats(history: list[dict]) -> list[dict]:
+    """History rows with JSON's null (a NaN when written, e.g. no validation split) as NaN again."""
+    return [
+        {k: math.nan if v is None else v for k, v in row.items()} if isinstance(row, dict) else row
+        for row in history
+    ]
+
+
 def plot_training_curves(history: list[dict], figures: Path) -> dict[str, Path]:
     """The paper's Figure 3 (accuracy) and Figure 4 (loss) against epoch."""
+    history = history_floats(history)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -812,21 +823,16 @@ def plot_training_curves(history: list[dict], figures: Path) -> dict[str, Path]:
     return paths
 
 
-def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
+def load_trained_model(run_or_checkpoint: str | Path, which: str = "final", option: str = ""):
     """A trained DarkNet-19 and its checkpoint metadata, from a run directory or a checkpoint.
 
     'final' is the last epoch with population batch-norm statistics; an interrupted run has
-    only 'last' (and 'best'), which is used instead.
+    only 'last' (and 'best'), which is used instead. `option` is the caller's flag for the run
+    (e.g. "--model"), named in the error for a path that is not a run; commands that take the
+    run as an argument leave it empty.
     """
     path = Path(run_or_checkpoint)
-    ckpt = path / "checkpoints" / f"{which}.safetensors" if path.is_dir() else path
-    if path.is_dir() and which == "final" and not ckpt.is_file():
-        ckpt = path / "checkpoints" / "last.safetensors"
-    if not ckpt.is_file():
-        raise BlastscanError(
-            f"{ckpt}: no checkpoint there; pass a training run directory (--model)"
-        )
-    import json
+    ckpt = checkpoint_path(path, which, option)
 
     fix = "restore the run's checkpoints/ folder, or retrain with blastscan train"
     try:
@@ -849,6 +855,46 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final"):
             stale,
         )
     return model.to(memory_format=torch.channels_last).eval(), meta
+
+
+def checkpoint_path(path: Path, which: str = "final", option: str = "") -> Path:
+    """The checkpoint file to load; when a run lacks the one asked for, say which it has."""
+    folder = path / "checkpoints"
+    ckpt = folder / f"{which}.safetensors" if path.is_dir() else path
+    if path.is_dir() and which == "final" and not ckpt.is_file():
+        ckpt = folder / "last.safetensors"
+    if ckpt.is_file():
+        return ckpt
+    have = (
+        sorted(p.stem for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+        if path.is_dir() and folder.is_dir()
+        else []
+    )
+    if not have:
+        flag = f" ({option})" if option else ""
+        raise BlastscanError(f"{ckpt}: no checkpoint there; pass a training run directory{flag}")
+    if which == "final":  # the default: there is no choice to offer the caller
+        raise BlastscanError(
+            f"{path}: has no final or last checkpoint, only {', '.join(have)}; "
+            "resume or retrain it with blastscan train"
+        )
+    if which == "best" and _validation_fraction(path) == 0:
+        raise BlastscanError(
+            f"{path}: has no best checkpoint (trained with --val-fraction 0: no validation split "
+            f"to pick it); choose one of {', '.join(have)} with --checkpoint"
+        )
+    raise BlastscanError(
+        f"{path}: has checkpoints {', '.join(have)}, no {which}; "
+        "choose one of them with --checkpoint"
+    )
+
+
+def _validation_fraction(run: Path) -> float | None:
+    """The run's --val-fraction from its config.json; None when unreadable."""
+    try:
+        return float(json.loads((run / "config.json").read_text())["val_fraction"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _stale_bn_statistics(meta: dict) -> str | None:
