@@ -273,3 +273,16 @@ def test_batches_for_cuda_go_through_pinned_memory_without_blocking(monkeypatch)
     calls.clear()
     D.to_float_tensor(np.zeros((1, 2, 2, 3), np.uint8), "cpu")
     assert calls == []  # nothing to pin for the CPU
+
+
+def test_a_dataset_scan_skips_hidden_files_and_folders(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name / ".thumbs").mkdir(parents=True)
+        Image.new("RGB", (8, 8), "pink").save(tmp_path / name / "x.png")
+        Image.new("RGB", (8, 8), "pink").save(tmp_path / name / ".thumbs" / "y.png")
+        (tmp_path / name / "._x.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    dataset = D.scan_dataset(tmp_path)
+    assert [Path(s.path).name for s in dataset.samples] == ["x.png", "x.png"]
+    assert not dataset.skipped  # not even reported: they are not images

@@ -89,9 +89,15 @@ def resolve_class_root(data_dir: str | Path, variant: str = "Original") -> Path:
     return root
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """Image files under `folder`, sorted. Hidden files and anything in a hidden folder are
+    skipped: a copy from a Mac carries `._name.jpg` (AppleDouble metadata, not an image)."""
     return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
     )
 
 
@@ -101,7 +107,7 @@ def discover_classes(class_root: Path) -> list[tuple[str, list[Path]]]:
     known = [name for name in DISPLAY_NAMES if (class_root / name).is_dir()]
     if known and len(known) == len(folders):
         folders = [class_root / name for name in known]
-    found = [(f.name, _image_files(f)) for f in folders]
+    found = [(f.name, image_files(f)) for f in folders]
     empty = [name for name, files in found if not files]
     if empty:
         raise BlastscanError(

@@ -328,16 +328,10 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple
 
 
 def folder_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, sorted; hidden files and anything in hidden folders skipped."""
-    from blastscan.data import IMAGE_EXTENSIONS
+    """`data.image_files`, and an error naming the folder when it holds none."""
+    from blastscan.data import IMAGE_EXTENSIONS, image_files
 
-    found = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    )
+    found = image_files(folder)
     if not found:
         wanted = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise BlastscanError(
