@@ -38,9 +38,14 @@ import torch.nn.functional as F
 from blastscan.distributed import keep_freed_memory
 from blastscan.models import darknet19
 batch, size, steps, warmup = (int(a) for a in sys.argv[1:5])
-channels_last, keep_memory, compile_ = (a == "1" for a in sys.argv[5:8])
-if keep_memory:
+channels_last, compile_ = sys.argv[5] == "1", sys.argv[7] == "1"
+keep_memory = sys.argv[6]  # "0": glibc's defaults, "1": keep_freed_memory(), "2GiB": its old form
+if keep_memory == "1":
     keep_freed_memory()
+elif keep_memory == "2GiB":  # trimming at 2 GiB, the largest positive threshold: not off
+    import ctypes
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    mallopt(-4, 0), mallopt(-1, 2**31 - 1)  # M_MMAP_MAX, M_TRIM_THRESHOLD
 torch.manual_seed(0)
 model = darknet19(4)
 x = torch.rand(batch, 3, size, size)
@@ -77,17 +82,19 @@ print(json.dumps({
 """
 
 
-def _train_variants(cfg, size: int) -> dict[str, tuple[int, bool, bool, bool]]:
-    """name -> (batch, channels_last, keep_freed_memory, compile)."""
+def _train_variants(cfg, size: int) -> dict[str, tuple[int, bool, str, bool]]:
+    """name -> (batch, channels_last, keep_freed_memory ("0", "1" or "2GiB"), compile)."""
     base_b, var_b = cfg.train_batches
     variants = {
-        f"eager_nchw_b{base_b}": (base_b, False, False, False),
-        f"channels_last_b{var_b}": (var_b, True, False, False),
+        f"eager_nchw_b{base_b}": (base_b, False, "0", False),
+        f"channels_last_b{var_b}": (var_b, True, "0", False),
         # what training.py does on a CPU
-        f"channels_last_keep_memory_b{var_b}": (var_b, True, True, False),
+        f"channels_last_keep_memory_b{var_b}": (var_b, True, "1", False),
     }
+    if cfg.trim_2gib:
+        variants[f"channels_last_keep_memory_trim2GiB_b{var_b}"] = (var_b, True, "2GiB", False)
     if cfg.compile and size == cfg.compile_size:
-        variants[f"channels_last_keep_memory_compile_b{var_b}"] = (var_b, True, True, True)
+        variants[f"channels_last_keep_memory_compile_b{var_b}"] = (var_b, True, "1", True)
     return variants
 
 
@@ -131,7 +138,7 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
                     continue
                 batch, channels_last, keep, compile_ = variants[name]
                 args = [str(a) for a in (batch, size, cfg.train_steps, cfg.train_warmup)]
-                args += ["1" if flag else "0" for flag in (channels_last, keep, compile_)]
+                args += ["1" if channels_last else "0", keep, "1" if compile_ else "0"]
                 out = subprocess.run(
                     [sys.executable, "-c", _TRAIN_CHILD, *args],
                     capture_output=True,

@@ -63,6 +63,7 @@ class Config:
     compile: bool = True
     compile_size: int = 128  # torch.compile the training step at this size only (slow compile)
     compile_infer: bool = False  # torch.compile the forward too (another minute or two)
+    trim_2gib: bool = False  # also time keep_freed_memory's earlier form (trim threshold 2 GiB)
     infer_size: int = 224
     infer_batches: tuple[int, int] = (32, 64)
     infer_warmup: int = 1
@@ -215,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile-size", type=int, help="time torch.compile'd training at this size (default 128)"
     )
+    parser.add_argument(
+        "--trim-2gib",
+        action="store_true",
+        help="also train with glibc's trim threshold at 2 GiB (keep_freed_memory before session 11)",
+    )
     parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument(
         "--keep-workdir", action="store_true", help="keep the temporary caches and outputs"
@@ -232,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, compile_size=args.compile_size)
     if args.compile_infer:
         cfg = replace(cfg, compile_infer=True)
+    if args.trim_2gib:
+        cfg = replace(cfg, trim_2gib=True)
     selected = args.only or list(BENCHMARKS)
     torch.set_num_threads(cores())  # what training.configure_threads does
     t_start = time.perf_counter()

@@ -351,6 +351,7 @@ def _fake_run(root: Path) -> tuple[Path, Path]:
 
 
 def test_cli_bundle_from_a_run_fits_ood_and_classifier_on_its_training_images(tmp_path):
+    from PIL import Image
     from typer.testing import CliRunner
 
     from blastscan.cli import app
@@ -366,6 +367,17 @@ def test_cli_bundle_from_a_run_fits_ood_and_classifier_on_its_training_images(tm
     assert bundle.ood.n_fit == 16 and bundle.ood.n_calibration == 8  # train fits, val calibrates
     assert bundle.manifest["metrics"]["accuracy"] == 0.5
     assert "data: 28 images" in (out / CARD).read_text()
+    # the deciding head's own held-out score: the run's 4 test images, as predict decides them
+    test = json.loads((run / "split.json").read_text())["test"]
+    decided = bundle.predict(np.stack([np.asarray(Image.open(p)) for p in test]), head="classical")
+    labels = [CLASSES.index(Path(p).parent.name) for p in test]
+    right = int(np.sum(decided.predicted == np.asarray(labels)))
+    score = bundle.manifest["metrics"]["classical_head"]["accuracy"]
+    assert (score["k"], score["n"]) == (right, 4)
+    assert (
+        f"the deciding Fine KNN head on the same 4 images: accuracy {right / 4:.4f}"
+        in (out / CARD).read_text()
+    )
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "already exists" in again.output
 
