@@ -145,7 +145,8 @@ def markdown(report: dict) -> str:
         f"# Benchmarks: {report['date']}",
         "",
         f"- command: `{report['command']}`",
-        f"- machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags'])}); "
+        f"- machine: {m['cpu']} ({m.get('cpu_generation') or 'generation unknown'}), "
+        f"{m['cores']} cores ({', '.join(m['cpu_flags'])}); "
         f"torch {m['torch']}, "
         f"onnxruntime {m['onnxruntime']}, scikit-learn {m['sklearn']}",
         f"- load average (1, 5, 15 min) at start {report['load_average']['start']}, at end "

@@ -148,7 +148,7 @@ print(applied, faults_of_three_steps())
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 @pytest.mark.parametrize(
     "block_bytes",
-    [100_000_000, 1_200_000_000],  # the second frees 2.4 GB at once, past any trim threshold
+    [100_000_000, 1_200_000_000],  # 2 x 1.2 GB: past the largest positive trim threshold
     ids=["100MB", "2x1.2GB"],
 )
 def test_keep_freed_memory_reuses_large_blocks_instead_of_faulting_them_in_again(block_bytes):
