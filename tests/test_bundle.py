@@ -375,8 +375,8 @@ def test_cli_bundle_from_a_run_fits_ood_and_classifier_on_its_training_images(tm
     score = bundle.manifest["metrics"]["classical_head"]["accuracy"]
     assert (score["k"], score["n"]) == (right, 4)
     assert (
-        f"the deciding Fine KNN head on the same 4 images: accuracy {right / 4:.4f}"
-        in (out / CARD).read_text()
+        f"Fine KNN head, fitted on 16 training images, on the run's 4 held-out test images: "
+        f"accuracy {right / 4:.4f}" in (out / CARD).read_text()
     )
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "already exists" in again.output

@@ -589,9 +589,11 @@ def _measured(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     if not isinstance(head.get("accuracy"), dict):
         return f"{cnn}; the deciding {manifest['classical']['name']} head was not scored on them"
     score = head["accuracy"]
+    fitted = f", fitted on {head['n_fit']} training images" if head.get("n_fit") else ""
     return (
-        f"the deciding {head.get('name', 'classical')} head on the same {score['n']} images: "
-        f"accuracy {score['value']:.4f} (95% CI {score['low']:.4f}-{score['high']:.4f}); {cnn}"
+        f"the deciding {head.get('name', 'classical')} head{fitted}, on the run's {score['n']} "
+        f"held-out test images: accuracy {score['value']:.4f} (95% CI {score['low']:.4f}-"
+        f"{score['high']:.4f}); the CNN softmax on them: accuracy {acc:.4f} ({split})"
     )
 
 
@@ -803,7 +805,8 @@ def bundle_from_run(
         ood = fit_ood_from(train, val, quantile)
         if classifier:
             classical = fit_classical(train[0], train[1], classifier, n_features, meta["classes"])
-            metrics = {**metrics, "classical_head": held_out_score(classical, test, meta)}
+            score = held_out_score(classical, test, meta)
+            metrics = {**metrics, "classical_head": {**score, "n_fit": len(train[1])}}
         facts["data"] = _data_fact(run, data_dir)
     return write_bundle(
         out,
