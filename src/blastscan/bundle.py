@@ -805,8 +805,9 @@ def bundle_from_run(
         ood = fit_ood_from(train, val, quantile)
         if classifier:
             classical = fit_classical(train[0], train[1], classifier, n_features, meta["classes"])
-            score = held_out_score(classical, test, meta)
-            metrics = {**metrics, "classical_head": {**score, "n_fit": len(train[1])}}
+            if len(test[1]):  # a run without held-out images leaves the head unscored
+                score = held_out_score(classical, test, meta)
+                metrics = {**metrics, "classical_head": {**score, "n_fit": len(train[1])}}
         facts["data"] = _data_fact(run, data_dir)
     return write_bundle(
         out,
