@@ -103,6 +103,7 @@ def test_reproduce_quick_on_the_real_dataset(real_data: Path, tmp_path: Path):
         "brightness"
     ]
     assert "brightness x0.7-x1.3 worst" in shifted.output
+    assert "brightness 0.7: " in shifted.stderr  # a line per condition while it runs
     assert "in another class's colour" in shifted.output
     assert len(saved["colour_swap"]["matrix"]) == 4
     _assert_calibration_reported(out, metrics)

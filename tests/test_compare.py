@@ -86,3 +86,17 @@ def test_compare_command_names_an_unknown_perturbation(tmp_path):
               "--out", str(tmp_path / "o"), "--perturbation", "fog"],
     )  # fmt: skip
     assert result.exit_code == 2 and "unknown perturbation(s) ['fog']" in result.output
+
+
+def test_compare_command_reports_each_condition_on_stderr(image_folder, tmp_path):
+    paths = [s.path for s in D.scan_dataset(image_folder).samples]
+    split = {"train": paths[1::3] + paths[2::3], "val": [], "test": paths[0::3]}
+    a = _run(image_folder, tmp_path / "a", split, seed=0)
+    b = _run(image_folder, tmp_path / "b", split, seed=1)
+    args = ["compare", str(a), str(b), "--data", str(image_folder), "--out", str(tmp_path / "o"),
+            "--perturbation", "brightness"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "brightness x0.7: A " in result.stderr and "McNemar p = " in result.stderr
+    quiet = CliRunner().invoke(app, [*args[:-4], "--out", str(tmp_path / "q"), "--quiet"])
+    assert quiet.exit_code == 0 and "McNemar" not in quiet.stderr

@@ -690,13 +690,13 @@ def predict(
         )
     if run is None:  # another torchrun rank: rank 0 writes the merged results
         return
+    if not quiet and not to_stdout:  # without --out the table is the only record: every row
+        Console().print(results_table(run, limit=len(run.rows) if out is None else 50))
     if not run.rows:  # before writing: a results file without a result would read as success
         raise BlastscanError(_none_readable(run.unreadable))
     if to_stdout:
         sys.stdout.write(csv_text(run))
-    elif not quiet:  # without --out the table is the only record, so it shows every row
-        Console().print(results_table(run, limit=len(run.rows) if out is None else 50))
-    if out and not to_stdout:
+    elif out:
         write_results(out, run, loaded)
     rate = len(run.rows) / run.seconds if run.seconds else 0.0
     typer.echo(
