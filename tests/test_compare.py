@@ -68,6 +68,9 @@ def test_compare_runs_pairs_the_same_images(image_folder, tmp_path):
     assert json.loads((out / "compare.json").read_text())["n"] == len(split["test"])
     assert "McNemar p" in (out / "compare.md").read_text()
 
+    (tmp_path / "taken").write_text("user data")
+    with pytest.raises(BlastscanError, match="is a file; --out takes a folder"):
+        compare_runs(a, b, image_folder, tmp_path / "taken", cache_dir=tmp_path / "cache")
     with pytest.raises(BlastscanError, match="A and B are the same run"):
         compare_runs(a, a, image_folder, tmp_path / "self", cache_dir=tmp_path / "cache")
     copy = shutil.copytree(a, tmp_path / "a-copy")  # the same network under another name

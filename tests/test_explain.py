@@ -190,3 +190,12 @@ def test_cli_explain_says_which_class_the_map_shows(tmp_path_factory, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert f"{predicted} (" in result.output and f"map of {other})" in result.output
+
+
+def test_explain_files_refuses_an_output_folder_that_is_a_file(tmp_path_factory, tmp_path):
+    from blastscan.errors import BlastscanError
+
+    (tmp_path / "taken").write_text("user data")
+    with pytest.raises(BlastscanError, match="is a file; --out takes a folder"):
+        explain_files(tmp_path / "no-bundle-needed-yet", [], tmp_path / "taken")
+    assert (tmp_path / "taken").read_text() == "user data"

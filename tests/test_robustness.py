@@ -253,6 +253,9 @@ def test_run_robustness_on_a_run_directory(image_folder, tmp_path):
         "colour_swap" not in plain
         and "in the colour of" not in (tmp_path / "plain" / "robustness.md").read_text()
     )
+    (tmp_path / "taken").write_text("user data")
+    with pytest.raises(BlastscanError, match="is a file; --out takes a folder"):
+        R.run_robustness(run, image_folder, tmp_path / "taken", tmp_path / "cache", grid)
     (run / "split.json").write_text(json.dumps({"train": [], "val": [], "test": test}))
     with pytest.MonkeyPatch.context() as patch, pytest.raises(BlastscanError, match="no train"):
         patch.setattr(R, "evaluate_robustness", lambda *a, **k: pytest.fail("perturbed first"))

@@ -304,9 +304,7 @@ def extract(
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
     from blastscan.distributed import is_main_process
     from blastscan.features import extract as run_extract
-    from blastscan.io import check_output_file
 
-    check_output_file(out, (".npz",))
     path = run_extract(
         model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine
     )
@@ -727,10 +725,8 @@ def explain(
 ) -> None:
     """Grad-CAM heat maps: an overlay and an original | heat map | overlay figure per image."""
     from blastscan.explain import explain_files
-    from blastscan.io import check_output_dir
     from blastscan.predict import collect_images
 
-    check_output_dir(out)
     files, missing = collect_images(images)
     done, problems = explain_files(bundle, files, out, target)
     for path, reason in missing + problems:
@@ -831,10 +827,8 @@ def robustness(
 ) -> None:
     """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts,
     and in each class's colour."""
-    from blastscan.io import check_output_dir
     from blastscan.robustness import DEFAULT_GRID, run_robustness
 
-    check_output_dir(out)
     grid = _perturbation_grid(perturbation or list(DEFAULT_GRID))
     with _log_on_stderr("blastscan.robustness", logging.WARNING if quiet else logging.INFO):
         result = run_robustness(
@@ -877,9 +871,7 @@ def compare(
 ) -> None:
     """Two runs image by image on their shared test images: accuracies and McNemar's exact test."""
     from blastscan.compare import compare_runs
-    from blastscan.io import check_output_dir
 
-    check_output_dir(out)
     grid = _perturbation_grid(perturbation or [])
     with _log_on_stderr("blastscan.compare", logging.WARNING if quiet else logging.INFO):
         result = compare_runs(

@@ -17,7 +17,7 @@ import numpy as np
 
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import mcnemar
-from blastscan.io import atomic_write_json, atomic_write_text
+from blastscan.io import atomic_write_json, atomic_write_text, check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def compare_runs(
     run_a, run_b = Path(run_a), Path(run_b)
     if run_a.resolve() == run_b.resolve():
         raise BlastscanError(f"{run_a}: A and B are the same run; compare two different runs")
+    check_output_dir(Path(out_dir))
     torch_device = pick_device(device)
     model_a, meta_a = load_trained_model(run_a)
     model_b, meta_b = load_trained_model(run_b)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from blastscan.data import to_float_tensor
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write, atomic_write_json
+from blastscan.io import atomic_write, atomic_write_json, check_output_dir
 
 if TYPE_CHECKING:
     from blastscan.bundle import Bundle
@@ -204,8 +204,8 @@ def explain_files(
     from blastscan.bundle import as_bundle
     from blastscan.data import open_rgb
 
+    out = check_output_dir(Path(out_dir))
     bundle = as_bundle(bundle)
-    out = Path(out_dir)
     target_index = bundle.class_index(target) if target else None
     done, problems, used = [], [], set()
     for raw in paths:

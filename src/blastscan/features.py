@@ -146,7 +146,7 @@ def extract(
     from blastscan.progress import progress_bar
     from blastscan.training import limit_per_class, load_trained_model
 
-    check_output_file(out)
+    check_output_file(out, (".npz",))
     _check_engine(engine)
     configure_threads()
     dist, torch_device = init_distributed(device)

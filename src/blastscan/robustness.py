@@ -37,7 +37,7 @@ import torch
 from blastscan.data import channel_statistics, rotate_hue, transfer_colour
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import proportion
-from blastscan.io import atomic_write, atomic_write_json, atomic_write_text
+from blastscan.io import atomic_write, atomic_write_json, atomic_write_text, check_output_dir
 
 log = logging.getLogger("blastscan.robustness")
 
@@ -567,6 +567,7 @@ def run_robustness(
     from blastscan.training import load_trained_model
 
     configure_threads()
+    check_output_dir(Path(out_dir))
     run_dir = Path(run_dir)
     model, meta = load_trained_model(run_dir, which)
     torch_device = pick_device(device)
