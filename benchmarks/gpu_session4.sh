@@ -10,9 +10,11 @@
 # First, alone on the GPU: benchmarks/bench_gpu_pinned.py (issue #6, pinned memory).
 # The call: mkdir -p /tmp/data && tar xJf carry/data.tar.xz -C /tmp/data && DATA=/tmp/data bash benchmarks/gpu_session4.sh
 # (four streams side by side ran three times slower each: the lamp-160 networks did not finish
-# and seeds 0-1 were rerun two at a time.) `... gpu_session4.sh lamp160` is the next call, not
-# run yet: plain 40 and lamp 160 for seeds 2-3, then 4-5, two side by side (about 4.5 min a
-# pair), for the paired test the lamp-160 recipe still lacks (docs/results.md).
+# and seeds 0-1 were rerun two at a time.)
+# Session 12's two calls, on one H100, each 6 min: `... gpu_session4.sh lamp160 2 3`, then
+# `... gpu_session4.sh lamp160 4 5` on the warm machine: for each seed named, side by side, the
+# every-lamp network of 160 epochs and the plain one of 40 (same seed, same split), and their
+# logits; `lamp_gain_analysis.py DIR --relit lamp160s` pairs them (docs/results.md).
 # DATA=/path SMOKE=1 runs it small on the CPU, to check the script before spending GPU time.
 set -uo pipefail
 export PYTHONPATH=src PYTHONUNBUFFERED=1 BLASTSCAN_CACHE=/tmp/bscache4
@@ -52,17 +54,14 @@ stream() {  # stream SEED: the networks of one seed, longest last, none started 
 # Decode every image once (the streams would race to build the same cache), beside the
 # pinned-memory benchmark, which uses random images.
 $PY -c "from blastscan import data as D; D.load_images(D.scan_dataset('$D', 'Original'), 128)" &
-if [ "${1:-}" = lamp160 ]; then
-  wait; export OMP_NUM_THREADS=8
-  seed() {  # seed S: the plain network and the every-lamp one of 160 epochs
+if [ "${1:-}" = lamp160 ]; then  # lamp160 SEED...: two seeds side by side use the host's CPUs
+  shift; wait; export OMP_NUM_THREADS=8
+  pair() {  # pair SEED: the every-lamp network of 160 epochs and the plain one of 40
+    net lamp160s$1 "" --epochs 160 --seed $1 --brighten 0.45 --darken 0.45
     net plain40s$1 "" --epochs 40 --seed $1
-    net lamp160s$1 --gains --epochs 160 --seed $1 --brighten 0.45 --darken 0.45
     pack $1
   }
-  for pair in "2 3" "4 5"; do
-    late 300 && { echo "deadline: seeds $pair not started"; break; }
-    for s in $pair; do seed $s & done; wait
-  done
+  for s in "${@:-2}"; do pair $s & done; wait
   echo "[$SECONDS s] done"; ls -la $OUT; exit
 fi
 [ "${SMOKE:-0}" = 1 ] || $PY benchmarks/bench_gpu_pinned.py > $OUT/pinned.json 2>&1

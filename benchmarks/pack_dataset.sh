@@ -6,6 +6,7 @@
 # 71.9 MB of Original/ travel as 62.1 MB. On the device machine:
 #   mkdir -p /tmp/data && tar xJf carry/data.tar.xz -C /tmp/data && DATA=/tmp/data bash benchmarks/gpu_session3.sh
 set -euo pipefail
+command -v jpegtran > /dev/null || { echo 'needs jpegtran: apt-get install libjpeg-turbo-progs' >&2; exit 1; }
 src=$1 out=$2 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 (cd "$src" && find Original -name '*.jpg') | while read -r f; do

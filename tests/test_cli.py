@@ -252,3 +252,13 @@ def test_predict_quiet_without_out_is_refused_before_any_work(sixty_smears, tmp_
     result = runner.invoke(app, ["predict", str(tmp_path / "absent"), str(folder), "--quiet"])
     assert result.exit_code == 2
     assert "--quiet without --out would show no prediction" in result.output
+
+
+def test_train_robust_recipe_records_every_lamp(image_folder: Path, tmp_path: Path):
+    args = ["train", "--data", str(image_folder), "--out", str(tmp_path / "run"), "--quiet"]
+    args += ["--recipe", "robust", "--epochs", "1", "--image-size", "32", "--batch-size", "8"]
+    result = runner.invoke(app, args + ["--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["recipe"], config["brighten"], config["darken"]) == ("robust", 0.45, 0.45)
+    assert (config["epochs"], config["image_size"]) == (1, 32)

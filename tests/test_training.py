@@ -408,3 +408,12 @@ def test_a_history_with_nan_round_trips_through_json_and_plots(tmp_path: Path):
     assert np.isnan(resumed[0]["val_loss"]) and resumed[0]["train_loss"] == 1.0
     figures = T.plot_training_curves(json.loads(text), tmp_path)
     assert figures["loss"].stat().st_size > 0
+
+
+def test_robust_recipe_is_the_fast_one_under_every_lamp_for_160_epochs():
+    fast, robust = T.recipe_config("fast"), T.recipe_config("robust")
+    assert (robust.epochs, robust.brighten, robust.darken) == (160, 0.45, 0.45)
+    assert replace(robust, epochs=fast.epochs, brighten=0.0, darken=0.0, recipe="fast") == fast
+    assert T.recipe_config("robust", epochs=3, darken=None).epochs == 3  # an option given wins
+    with pytest.raises(BlastscanError, match="robust"):
+        T.recipe_config("sturdy")

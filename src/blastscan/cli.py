@@ -91,11 +91,13 @@ def train(
     recipe: Annotated[
         str,
         typer.Option(
-            help="'paper' (Table 1 of the paper) or 'fast' (one-cycle, progressive resizing)."
+            help="'paper' (Table 1 of the paper), 'fast' (one-cycle, 128 px) or 'robust' "
+            "(fast under every lamp for 160 epochs: holds brightness x0.7-x1.3)."
         ),
     ] = "paper",
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs.", show_default="30 (paper), 17 (fast)", min=1)
+        int | None,
+        typer.Option(help="Epochs.", show_default="30 (paper), 17 (fast), 160 (robust)", min=1),
     ] = None,
     batch_size: Annotated[
         int | None,
@@ -477,7 +479,9 @@ def reproduce(
     protocol: Annotated[
         list[str], typer.Option(help="paper, holdout, strict, group; repeat for several.")
     ] = ["paper", "holdout"],  # noqa: B006
-    recipe: Annotated[str, typer.Option(help="CNN training recipe: paper or fast.")] = "paper",
+    recipe: Annotated[
+        str, typer.Option(help="CNN training recipe: paper, fast or robust.")
+    ] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     image_size: Annotated[
         int | None, typer.Option(help="Override the recipe's input size.")
