@@ -18,6 +18,7 @@ from blastscan.errors import BlastscanError
 from blastscan.features import infer
 from blastscan.predict import (
     Mahalanobis,
+    OODDetector,
     collect_images,
     fit_ood,
     image_statistics,
@@ -105,6 +106,25 @@ def test_ood_takes_the_nearest_class_and_holds_out_a_fifth_without_calibration()
     assert detector.n_fit == 160 and detector.n_calibration == 40 and detector.pixels is None
     d = detector.distances(np.array([[0.0] * 4, [20.0] * 4, [10.0] * 4]))
     assert d[0] < 1 and d[1] < 1 and d[2] > 5
+
+
+def test_a_bundle_detector_keeps_the_pixel_statistics_it_was_fitted_on():
+    """Bundles made before log saturation say nothing, and are scored on linear saturation."""
+    smears, held_out = synthetic_smears(40, SIZE, seed=3), synthetic_smears(20, SIZE, seed=4)
+    rng = np.random.default_rng(0)
+    features, held = rng.normal(size=(40, 2)), rng.normal(size=(20, 2))
+    detector = fit_ood(features, None, held, images=smears, calibration_images=held_out)
+    info, arrays = detector.summary(), detector.to_arrays()
+    assert info["pixel_statistics"] == 2
+    assert OODDetector.from_arrays(arrays, info).pixel_statistics == 2
+    old = OODDetector.from_arrays(
+        arrays, {k: v for k, v in info.items() if k != "pixel_statistics"}
+    )
+    assert old.pixel_statistics == 1
+    _, pixel, _ = old.score(features[:5], smears[:5])
+    linear = image_statistics(smears[:5], log_saturation=False)
+    np.testing.assert_allclose(pixel, old.pixels.distances(linear))
+    assert not np.allclose(pixel, old.pixels.distances(image_statistics(smears[:5])))
 
 
 def test_image_statistics_are_finite_even_for_flat_images():
@@ -261,3 +281,11 @@ def test_a_detector_fitted_on_real_smears_flags_non_smears():
     odd = np.stack([a for a in _not_smears(64).values()])
     _, _, flags = detector.score(infer(model, odd, 8).features, odd)
     assert flags.all()
+    # Grayscale copies of smears it never saw: only the colour says they are not stained smears.
+    others = [sorted((REAL / c).glob("*.jpg"))[20:30] for c in ("Benign", "Early", "Pre", "Pro")]
+    colour = np.stack([load_image_array(p, 64) for group in others for p in group])
+    gray = np.repeat(colour.mean(axis=3, keepdims=True).round().astype(np.uint8), 3, axis=3)
+    _, pixel, flags = detector.score(infer(model, gray, 40).features, gray)
+    assert flags.all() and (pixel > detector.pixels.threshold).all()
+    _, _, colour_flags = detector.score(infer(model, colour, 40).features, colour)
+    assert colour_flags.mean() < 0.25  # the same smears in colour mostly pass
