@@ -2,13 +2,16 @@
 validation images. Reads the files benchmarks/experiments/lamp_logits.py writes.
 
     python benchmarks/experiments/lamp_gain_analysis.py DIR [--plain plain40s] [--relit ft40s lamp160b]
+        [--figure PNG]
 
 DIR holds NAME{seed}.logits.npz for every seed of the plain network and of each relit one
-(session 7: runs/gpu7, from benchmarks/gpu_session4.sh). For each relit network the gain g*
-is the one of lowest cross-entropy on its own validation images at x1.0 (images it never
-trained on; the test images play no part), ties to the gain nearest 1. Prints, per seed and
-over all seeds, test accuracy over brightness at g = 1 and at g*, and McNemar's exact test
-against the plain network of the same seed at x1.0 (pooled: discordant counts summed).
+(session 7: runs/gpu7; session 12: runs/gpu12 with --relit lamp160s; both from
+benchmarks/gpu_session4.sh). --figure draws every network's test accuracy against brightness.
+For each relit network the gain g* is the one of lowest cross-entropy on its own validation
+images at x1.0 (images it never trained on; the test images play no part), ties to the gain
+nearest 1. Prints, per seed and over all seeds, test accuracy over brightness at g = 1 and
+at g*, and McNemar's exact test against the plain network of the same seed at x1.0 (pooled:
+discordant counts summed).
 """
 
 import argparse
@@ -59,12 +62,39 @@ def row(run: dict, j: int) -> str:
     return " ".join(f"{100 * correct(run, b, j).mean():5.1f}" for b in shown(run))
 
 
+def plot(dir: Path, names: list[str], path: Path) -> None:
+    """Test accuracy against brightness, a line per network and seed, the goal's band shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.axvspan(0.7, 1.3, color="0.93", zorder=0)
+    ax.axhline(97, color="0.5", lw=0.8, ls="--")
+    for name, colour in zip(names, ("tab:red", "tab:blue", "tab:green"), strict=False):
+        for k, path_k in enumerate(sorted(dir.glob(f"{name}[0-9]*.logits.npz"))):
+            run = load(path_k)
+            b = run["brightness"]
+            accuracy = [100 * correct(run, x, len(run["gains"]) - 1).mean() for x in b]
+            ax.plot(b, accuracy, color=colour, lw=1, alpha=0.8, label=None if k else name)
+    ax.set(xlabel="brightness (x)", ylabel="test accuracy (%)", ylim=(0, 101))
+    ax.set_title(f"{dir.name}: a line per seed; shaded x0.7-x1.3, dashed 97%", fontsize=10)
+    ax.legend(loc="lower center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir", type=Path)
     parser.add_argument("--plain", default="plain40s")
     parser.add_argument("--relit", nargs="+", default=["ft40s", "lamp160b"])
+    parser.add_argument("--figure", type=Path)
     args = parser.parse_args()
+    if args.figure:
+        plot(args.dir, [args.plain, *args.relit], args.figure)
     print("accuracy % at brightness " + " ".join(f"{b:>5}" for b in SHOWN))
     for relit in args.relit:
         pooled = {"g1": [0, 0], "gstar": [0, 0]}
