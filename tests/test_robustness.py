@@ -287,7 +287,7 @@ def test_run_robustness_scores_a_bundles_classifier_head(image_folder, tmp_path)
     T.save_checkpoint(run / "checkpoints" / "final.safetensors", model, opt, meta)
     bundle = bundle_from_run(
         run, tmp_path / "bundle", image_folder, classifier="Fine KNN", n_features=8,
-        show_progress=False,
+        show_progress=False, cache_dir=tmp_path / "cache",
     )  # fmt: skip
     grid = {"brightness": (1.2,)}
     result = R.run_robustness(

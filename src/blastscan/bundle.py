@@ -777,11 +777,14 @@ def bundle_from_run(
     quantile: float = 0.99,
     overwrite: bool = False,
     show_progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Bundle a training run; with its dataset, also fit the OOD detector and a classical head.
 
     The OOD covariance and the classifier are fitted on (up to `max_per_class` per class of)
     the run's training images, the OOD threshold on its validation images: never the test set.
+    Decoded images are cached like training's (`cache_dir`), so bundling a run again, or
+    `blastscan robustness` on its test images, does not decode them again.
     """
     from blastscan.classify import get_preset
     from blastscan.training import load_trained_model
@@ -800,7 +803,15 @@ def bundle_from_run(
     ood, classical, facts = None, None, {}
     if data_dir is not None:
         train, val, test = _split_features(
-            run, data_dir, model, meta, max_per_class, batch_size, show_progress, bool(classifier)
+            run,
+            data_dir,
+            model,
+            meta,
+            max_per_class,
+            batch_size,
+            show_progress,
+            bool(classifier),
+            cache_dir,
         )
         ood = fit_ood_from(train, val, quantile)
         if classifier:
@@ -874,7 +885,9 @@ def _data_fact(run: Path, data_dir: str | Path) -> str:
     return f"{Path(data_dir).name}: {summary.get('images', '?')} images ({listing})."
 
 
-def _split_features(run, data_dir, model, meta, max_per_class, batch_size, show_progress, test):
+def _split_features(
+    run, data_dir, model, meta, max_per_class, batch_size, show_progress, test, cache_dir=None
+):
     """Deep features, labels and images of the run's training (capped per class), validation
     and, if `test`, all its held-out test images (else an empty part)."""
     from blastscan import data as D
@@ -899,23 +912,13 @@ def _split_features(run, data_dir, model, meta, max_per_class, batch_size, show_
     with progress_bar(show_progress) as bar:
         task = bar.add_task("features", total=sum(len(p) for p in parts))
         for idx in parts:
-            images = _load_many([dataset.samples[i].path for i in idx], meta["image_size"])
+            images = D.load_images(dataset.subset(idx.tolist()), meta["image_size"], cache_dir)
             feats = infer(
                 model, images, batch_size, device, lambda n: bar.advance(task, n)
             ).features
             out.append((feats, dataset.labels[idx], images))
     model.cpu()
     return out[0], out[1], out[2]
-
-
-def _load_many(paths: list[str], size: int) -> np.ndarray:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from blastscan.data import load_image_array
-
-    with ThreadPoolExecutor(4) as pool:
-        arrays = list(pool.map(lambda p: load_image_array(p, size), paths))
-    return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
 
 
 def _cap_per_class(idx: np.ndarray, labels: np.ndarray, cap: int | None, rng) -> np.ndarray:

@@ -618,6 +618,13 @@ def bundle_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing bundle.")
     ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where decoded images are cached.",
+            show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Package a trained run as a model bundle (weights, bundle.json, model card, OOD, classifier)."""
@@ -634,6 +641,7 @@ def bundle_cmd(
         quantile=quantile,
         overwrite=overwrite,
         show_progress=not quiet,
+        cache_dir=cache_dir,
     )
     typer.echo(f"bundle written to {path}")
 

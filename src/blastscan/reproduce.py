@@ -235,7 +235,7 @@ def reproduce(
     if cnn_variant != variant:
         log.info("CNN trained on %s, features of %s: no bundle written", cnn_variant, variant)
     else:
-        write_run_bundle(cnn_dir, out / "bundle", data_dir, options, show_progress)
+        write_run_bundle(cnn_dir, out / "bundle", data_dir, options, show_progress, cache_dir)
     return out
 
 
@@ -344,7 +344,12 @@ def _subset_accuracy(calibration: dict, y_test: np.ndarray, mask: np.ndarray, na
 
 
 def write_run_bundle(
-    cnn_dir: Path, out: Path, data_dir, options: ReproduceOptions, show_progress: bool
+    cnn_dir: Path,
+    out: Path,
+    data_dir,
+    options: ReproduceOptions,
+    show_progress: bool,
+    cache_dir: Path | None = None,
 ) -> None:
     """The trained CNN, its OOD detector and the paper's SVM row on mRMR features, as a bundle."""
     from blastscan.bundle import bundle_from_run
@@ -362,6 +367,7 @@ def write_run_bundle(
         max_per_class=options.train_config.max_per_class or 200,
         overwrite=True,
         show_progress=show_progress,
+        cache_dir=cache_dir,
     )
 
 
