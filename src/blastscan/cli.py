@@ -78,6 +78,13 @@ def _skipped_files_on_stderr():
 DataOpt = Annotated[
     Path, typer.Option("--data", help="Dataset folder (Kaggle layout or one folder per class).")
 ]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where decoded images are cached.",
+        show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan",
+    ),
+]
 
 
 # ---------------------------------------------------------------- train
@@ -226,13 +233,7 @@ def train(
         str | None,
         typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu"),
     ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where decoded images are cached.",
-            show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan",
-        ),
-    ] = None,
+    cache_dir: CacheOpt = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
@@ -297,7 +298,7 @@ def extract(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda ...", show_default="cuda if present, else cpu")
     ] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
+    cache_dir: CacheOpt = None,
     engine: Annotated[
         str, typer.Option(help="auto (onnxruntime on CPU, torch on GPU), torch or onnx.")
     ] = "auto",
@@ -525,7 +526,7 @@ def reproduce(
             "of this set come from that CNN, whatever set it was trained on."
         ),
     ] = "Original",
-    cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
+    cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Run the paper's whole method (train, extract, select, classify, report) into one run directory."""
@@ -618,13 +619,7 @@ def bundle_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing bundle.")
     ] = False,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where decoded images are cached.",
-            show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan",
-        ),
-    ] = None,
+    cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Package a trained run as a model bundle (weights, bundle.json, model card, OOD, classifier)."""
