@@ -783,8 +783,8 @@ def bundle_from_run(
 
     The OOD covariance and the classifier are fitted on (up to `max_per_class` per class of)
     the run's training images, the OOD threshold on its validation images: never the test set.
-    Decoded images are cached like training's (`cache_dir`), so bundling a run again, or
-    `blastscan robustness` on its test images, does not decode them again.
+    Images come from the decoded-image cache training filled (`cache_dir`): nothing is decoded
+    again where the run was trained.
     """
     from blastscan.classify import get_preset
     from blastscan.training import load_trained_model
@@ -908,11 +908,12 @@ def _split_features(
         )
     device = pick_device(None)
     model = model.to(device)
+    every_image = D.load_images(dataset, meta["image_size"], cache_dir)  # training's cache file
     out = []
     with progress_bar(show_progress) as bar:
         task = bar.add_task("features", total=sum(len(p) for p in parts))
         for idx in parts:
-            images = D.load_images(dataset.subset(idx.tolist()), meta["image_size"], cache_dir)
+            images = every_image[idx]
             feats = infer(
                 model, images, batch_size, device, lambda n: bar.advance(task, n)
             ).features
