@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+ASSETS = Path(__file__).resolve().parent / "assets"  # small files the tests read
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "all-idb-taleqani"
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ASSETS
 from scipy.stats import chi2, spearmanr
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -432,7 +432,7 @@ def test_invalid_n_jobs_raise(n_jobs):
 # --------------------------------------------------------------------------------------------
 # MATLAB's documentation example: fscmrmr on UCI ionosphere (docs/mrmr.md, "Fidelity")
 
-IONOSPHERE = Path(__file__).parent / "data" / "ionosphere.csv"
+IONOSPHERE = ASSETS / "ionosphere.csv"
 # [idx, scores] = fscmrmr(X, Y) as MATLAB prints it (1-based; the first 30 of 34 of each)
 MATLAB_IDX = [5, 4, 1, 7, 24, 29, 12, 3, 34, 33, 15, 21, 9, 32, 31, 27, 25, 8, 13, 19, 30, 6]
 MATLAB_IDX += [23, 10, 11, 17, 16, 14, 2, 18]
