@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks run by run_all.py: results, timing, FLOPs, the machine.
+"""Shared pieces of the benchmark suites run by run_all.py: results, timing, FLOPs, the machine.
 
 Every result carries its own naive baseline, measured in the same run (right before/after it,
 or interleaved with it), so that ratios stay meaningful on a shared, noisy machine where the
@@ -23,6 +23,49 @@ DATA = REPO.parent / "shared" / "data" / "all-idb-taleqani"
 
 class Skip(Exception):
     """A benchmark that cannot run here (no dataset, no model, ...): reported, not fatal."""
+
+
+@dataclass
+class Context:
+    """What every benchmark gets from the runner: settings, options, a log, scratch space.
+
+    `flops(size)` is DarkNet-19's forward FLOPs per image at that size; `matmul_flops` the fp32
+    matmul rate measured at the start (FLOP/s; None when no selected part needs the floor).
+    `state` carries results between parts of one run (cv reuses the mRMR selection).
+    """
+
+    cfg: Any
+    args: Any
+    log: Callable[[str], None]
+    workdir: Path
+    flops: Callable[[int], float]
+    matmul_flops: float | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One named benchmark of a suite: `run(ctx)` returns its Result rows.
+
+    `default`: run when its suite is selected without --only; `floor`: needs the matmul rate.
+    """
+
+    name: str
+    about: str
+    run: Callable[[Context], list[Result]]
+    default: bool = True
+    floor: bool = False
+
+
+def darknet(channels_last: bool, seed: int = 0) -> Any:
+    """A freshly initialised 4-class DarkNet-19 (speed does not depend on the weights)."""
+    import torch
+
+    from blastscan.models import darknet19
+
+    torch.manual_seed(seed)
+    model = darknet19(4)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 @dataclass

@@ -3,8 +3,8 @@
 #   benchmarks/pack_dataset.sh ../shared/data/all-idb-taleqani carry/data.tar.xz
 # JPEGs are losslessly re-packed (jpegtran -optimize -progressive: the same pixels, so the
 # same split), exact duplicates become hard links (stored once), and the tar is xz-compressed:
-# 71.9 MB of Original/ travel as 62.1 MB. On the device machine:
-#   mkdir -p /tmp/data && tar xJf carry/data.tar.xz -C /tmp/data && DATA=/tmp/data bash benchmarks/gpu_session3.sh
+# 71.9 MB of Original/ travel as 62.1 MB.
+# benchmarks/device.sh unpacks it to /tmp/data on its first use (e.g. `bash benchmarks/device.sh bench`).
 set -euo pipefail
 command -v jpegtran > /dev/null || { echo 'needs jpegtran: apt-get install libjpeg-turbo-progs' >&2; exit 1; }
 src=$1 out=$2 stage=$(mktemp -d)

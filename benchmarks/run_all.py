@@ -1,19 +1,25 @@
-"""Run blastscan's CPU benchmarks; write benchmarks/results/<machine>-<date>.json and latest.md.
+"""Run blastscan's benchmark suites; write benchmarks/results/<host>-<date>.json and latest.md.
 
-    .venv/bin/python benchmarks/run_all.py                 # everything (~15 min on 2 cores)
-    .venv/bin/python benchmarks/run_all.py --quick         # smoke run, small sizes (~3 min)
-    .venv/bin/python benchmarks/run_all.py --only cv --only mrmr
+    python benchmarks/run_all.py                          # the CPU suites (~15 min on 2 cores)
+    python benchmarks/run_all.py --quick                  # smoke run, small sizes (~3 min)
+    python benchmarks/run_all.py --suite cnn --suite mrmr # these suites' default parts
+    python benchmarks/run_all.py --only cv --only mrmr    # these parts only (any suite)
+    python benchmarks/run_all.py --suite gpu              # on a CUDA machine (benchmarks/device.sh bench)
+    python benchmarks/run_all.py --list                   # suites, parts, defaults
 
-Every number comes with a naive baseline measured in the same run (interleaved with it where
-the benchmark repeats), and CNN numbers with their share of the matmul-bound floor: FLOPs per
-image / the fp32 matmul rate (best of the measurements at the start and at the end).
-See docs/benchmarks.md.
+Each suite is a module of benchmarks/suites/ with a PARTS list (benchkit.Part) and, where it
+takes options, add_arguments(parser). Every number comes with a naive baseline measured in the
+same run (interleaved with it where the benchmark repeats), and CNN numbers with their share of
+the matmul-bound floor: FLOPs per image / the fp32 matmul rate (best of the measurements at the
+start and at the end). The record names the host: CPU model and generation, cores, flags
+(avx2, avx512*, amx*), torch, onnxruntime and scikit-learn versions. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import re
 import shlex
@@ -25,18 +31,21 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # benchkit & co. when run as a script from anywhere
+sys.path.insert(0, str(HERE))  # benchkit and suites/ when run as a script from anywhere
 
-import torch  # noqa: E402
 from benchkit import (  # noqa: E402
     DATA,
     REPO,
+    Context,
+    Part,
     Result,
     Skip,
     conv_linear_flops,
     cores,
+    darknet,
     git_state,
     load_average,
     machine_info,
@@ -44,7 +53,8 @@ from benchkit import (  # noqa: E402
     refloor,
 )
 
-from blastscan.models import darknet19  # noqa: E402
+SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline", "gpu", "serve")
+CPU_SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline")  # the default run
 
 
 @dataclass
@@ -81,7 +91,7 @@ class Config:
     mlp_detail: bool = True
     mlp_rounds: int = 1
     reproduce_timeout_s: float = 900.0
-    matmul_n: int = 4096
+    matmul_n: int = 4096  # the floor's fp32 matmul size
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -111,9 +121,6 @@ class Config:
             mlp_detail=False,
             matmul_n=2048,
         )
-
-
-BENCHMARKS = ("decode", "train", "infer", "threads", "extract", "mrmr", "cv", "reproduce")
 
 
 def log(message: str) -> None:
@@ -152,15 +159,8 @@ def markdown(report: dict) -> str:
         f"- load average (1, 5, 15 min) at start {report['load_average']['start']}, at end "
         f"{report['load_average']['end']} "
         "(shared machine: absolute numbers are noisy, ratios less so)",
-        f"- fp32 matmul {report['matmul']['n']}x{report['matmul']['n']}: "
-        f"{report['matmul']['gflops']:.1f} GFLOP/s (best of {len(report['matmul']['seconds'])} "
-        f"at start ({report['matmul']['gflops_start']:.1f}) and end "
-        f"({report['matmul']['gflops_end']:.1f})); DarkNet-19 forward GFLOP/image: "
-        + ", ".join(
-            f"{k}px {v / 1e9:.2f}"
-            for k, v in sorted(report["flops_per_image"].items(), key=lambda kv: -int(kv[0]))
-        )
-        + " (training step = 3x)",
+        f"- suites: {', '.join(report['suites'])}; parts: {', '.join(report['parts'])}",
+        *matmul_lines(report),
         f"- total wall time {report['total_seconds'] / 60:.1f} min",
         "",
         "x vs baseline: speed-up over the naive baseline measured in the same run (> 1 = faster). "
@@ -186,48 +186,112 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def matmul_lines(report: dict) -> list[str]:
+    mm = report["matmul"]
+    if mm is None:
+        return ["- fp32 matmul: not measured (no selected part compares with the matmul floor)"]
+    return [
+        f"- fp32 matmul {mm['n']}x{mm['n']}: {mm['gflops']:.1f} GFLOP/s (best of "
+        f"{len(mm['seconds'])} at start ({mm['gflops_start']:.1f}) and end "
+        f"({mm['gflops_end']:.1f})); DarkNet-19 forward GFLOP/image: "
+        + ", ".join(
+            f"{k}px {v / 1e9:.2f}"
+            for k, v in sorted(report["flops_per_image"].items(), key=lambda kv: -int(kv[0]))
+        )
+        + " (training step = 3x)"
+    ]
+
+
 def machine_slug(info: dict) -> str:
     name = re.sub(r"[^a-z0-9]+", "-", info["cpu"].lower()).strip("-")
     return f"{name}-{info['cores']}c"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
+def suite(name: str) -> ModuleType:
+    """benchmarks/suites/<name>.py (imports no moved or heavy blastscan names at import time)."""
+    return importlib.import_module(f"suites.{name}")
+
+
+def all_parts() -> dict[str, tuple[str, Part]]:
+    """part name -> (its suite, the part), in run order."""
+    return {p.name: (name, p) for name in SUITES for p in suite(name).PARTS}
+
+
+def listing() -> str:
+    lines = []
+    for name in SUITES:
+        module = suite(name)
+        about = " ".join((module.__doc__ or "").split("\n\n", 1)[0].split()).split(": ", 1)[-1]
+        tag = "default" if name in CPU_SUITES else "on request"
+        lines.append(f"{name} ({tag}): {about}")
+        for p in module.PARTS:
+            flag = "" if p.default else "  [only with --only]"
+            lines.append(f"  {p.name:<10} {p.about}{flag}")
+    return "\n".join(lines)
+
+
+def selected_parts(suites: list[str] | None, only: list[str] | None) -> list[tuple[str, Part]]:
+    """--only: exactly those parts; else each chosen suite's default parts (default: CPU)."""
+    parts = all_parts()
+    if only:
+        unknown = sorted(set(only) - set(parts))
+        if unknown:
+            raise SystemExit(f"unknown part(s) {', '.join(unknown)}; see --list")
+        return [parts[n] for n in parts if n in only]
+    chosen = suites or list(CPU_SUITES)
+    return [(s, p) for s, p in parts.values() if s in chosen and p.default]
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--list", action="store_true", help="print the suites and their parts")
+    ap.add_argument(
+        "--suite",
+        action="append",
+        choices=SUITES,
+        metavar="NAME",
+        help=f"run this suite's default parts (repeatable): {', '.join(SUITES)}; "
+        f"default: {', '.join(CPU_SUITES)}",
+    )
+    ap.add_argument(
         "--only",
         action="append",
-        choices=BENCHMARKS,
-        metavar="NAME",
-        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+        metavar="PART",
+        help="run only this part (repeatable; any suite, default or not); cv fits "
+        "mRMR itself when mrmr is not selected",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
-    parser.add_argument(
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    ap.add_argument(
         "--compile-infer", action="store_true", help="also torch.compile the forward pass"
     )
-    parser.add_argument(
-        "--extract-size", type=int, help="input size of the extract benchmark (default 128)"
-    )
-    parser.add_argument(
+    ap.add_argument("--extract-size", type=int, help="input size of the extract part (default 128)")
+    ap.add_argument(
         "--train-size",
         type=int,
         action="append",
-        help="input size of the train benchmark (repeatable; default 224 and 128)",
+        help="input size of the train part (repeatable; default 224 and 128)",
     )
-    parser.add_argument(
+    ap.add_argument(
         "--compile-size", type=int, help="time torch.compile'd training at this size (default 128)"
     )
-    parser.add_argument(
+    ap.add_argument(
         "--trim-2gib",
         action="store_true",
-        help="also train with glibc's trim threshold at 2 GiB (keep_freed_memory before session 11)",
+        help="also train with glibc's trim threshold at 2 GiB (keep_freed_memory's earlier form)",
     )
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument(
+    ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    ap.add_argument(
         "--keep-workdir", action="store_true", help="keep the temporary caches and outputs"
     )
-    args = parser.parse_args(argv)
+    for name in SUITES:
+        add = getattr(suite(name), "add_arguments", None)
+        if add is not None:
+            add(ap)
+    return ap  # fmt: skip
 
+
+def config(args: argparse.Namespace) -> Config:
     cfg = Config.quick_config() if args.quick else Config()
     if args.no_compile:
         cfg = replace(cfg, compile=False)
@@ -241,109 +305,111 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, compile_infer=True)
     if args.trim_2gib:
         cfg = replace(cfg, trim_2gib=True)
-    selected = args.only or list(BENCHMARKS)
+    return cfg
+
+
+def run_parts(parts: list[tuple[str, Part]], ctx: Context) -> dict:
+    """Run each part; one broken or skipped part does not lose the others' numbers."""
+    results: list[Result] = []
+    skipped: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for suite_name, part in parts:
+        log(f"== {suite_name}/{part.name} (load average {load_average()})")
+        t0 = time.perf_counter()
+        try:
+            rows = part.run(ctx)
+            for r in rows:
+                log("  " + one_line(r))
+            results += rows
+        except Skip as exc:
+            skipped[part.name] = str(exc)
+            log(f"  SKIPPED {part.name}: {exc}")
+        except Exception:
+            errors[part.name] = traceback.format_exc(limit=6)
+            log(f"  FAILED {part.name}:\n{errors[part.name]}")
+        seconds[part.name] = time.perf_counter() - t0
+        log(f"   {part.name} took {seconds[part.name]:.0f} s")
+        gc.collect()
+    return {"results": results, "skipped": skipped, "errors": errors, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        print(listing())
+        return 0
+    import torch
+
+    cfg = config(args)
+    parts = selected_parts(args.suite, args.only)
     torch.set_num_threads(cores())  # what training.configure_threads does
     t_start = time.perf_counter()
     load_start = load_average()
     info = machine_info()
     git = git_state()  # at the start: the code that ran, even if files change meanwhile
     log(
-        f"machine: {info['cpu']}, {info['cores']} cores; load average {load_start}; dataset "
+        f"machine: {info['cpu']}, {info['cores']} cores ({', '.join(info['cpu_flags'])}); "
+        f"torch {info['torch']}; load average {load_start}; dataset "
         f"{'found' if DATA.is_dir() else 'MISSING'} at {DATA}"
     )
-
-    gflops, mm_seconds = matmul_gflops(cfg.matmul_n)
-    log(f"fp32 matmul {cfg.matmul_n}^2: {gflops:.1f} GFLOP/s (best of {len(mm_seconds)})")
-    matmul_flops = gflops * 1e9
+    log("parts: " + ", ".join(f"{s}/{p.name}" for s, p in parts))
 
     @cache
     def flops(size: int) -> float:
-        return conv_linear_flops(darknet19(4), size)
+        return conv_linear_flops(darknet(False), size)
 
-    for size in sorted({*cfg.train_sizes, cfg.infer_size, cfg.extract_size, cfg.threads_size})[
-        ::-1
-    ]:
-        log(f"DarkNet-19 forward at {size}px: {flops(size) / 1e9:.2f} GFLOP/image")
-
+    floor = any(p.floor for _, p in parts)
+    gflops, mm_seconds = matmul_gflops(cfg.matmul_n) if floor else (None, [])
     sizes = sorted({*cfg.train_sizes, cfg.infer_size, cfg.extract_size, cfg.threads_size})
+    if floor:
+        log(f"fp32 matmul {cfg.matmul_n}^2: {gflops:.1f} GFLOP/s (best of {len(mm_seconds)})")
+        for size in sizes[::-1]:
+            log(f"DarkNet-19 forward at {size}px: {flops(size) / 1e9:.2f} GFLOP/image")
     workdir = Path(tempfile.mkdtemp(prefix="blastscan-bench-"))
-    state: dict = {}
-    results: list[Result] = []
-    skipped: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    seconds: dict[str, float] = {}
-    import bench_cnn
-    import bench_pipeline
-
-    runners = {
-        "decode": lambda: bench_pipeline.bench_decode(cfg, log, workdir),
-        "train": lambda: bench_cnn.bench_training(cfg, flops, matmul_flops, log),
-        "infer": lambda: bench_cnn.bench_inference(
-            replace(cfg, compile=cfg.compile and cfg.compile_infer), flops, matmul_flops, log
-        ),
-        "threads": lambda: bench_cnn.bench_threads(cfg, flops, matmul_flops, log),
-        "extract": lambda: bench_cnn.bench_extract(cfg, flops, matmul_flops, log, workdir),
-        "mrmr": lambda: bench_pipeline.bench_mrmr(cfg, log, state),
-        "cv": lambda: bench_pipeline.bench_cv(cfg, log, state),
-        "reproduce": lambda: bench_pipeline.bench_reproduce(cfg, log, workdir),
-    }
+    ctx = Context(cfg, args, log, workdir, flops, gflops * 1e9 if floor else None)
     try:
-        for name in BENCHMARKS:
-            if name not in selected:
-                continue
-            if name == "cv" and "mrmr" not in selected:
-                log("cv needs the mRMR selection: fitting it first (its time counts in the total)")
-            log(f"== {name} (load average {load_average()})")
-            t0 = time.perf_counter()
-            try:
-                rows = runners[name]()
-                for r in rows:
-                    log("  " + one_line(r))
-                results += rows
-            except Skip as exc:
-                skipped[name] = str(exc)
-                log(f"  SKIPPED {name}: {exc}")
-            except Exception:  # one broken benchmark must not lose the others' numbers
-                errors[name] = traceback.format_exc(limit=6)
-                log(f"  FAILED {name}:\n{errors[name]}")
-            seconds[name] = time.perf_counter() - t0
-            log(f"   {name} took {seconds[name]:.0f} s")
-            gc.collect()
+        ran = run_parts(parts, ctx)
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    end_gflops, end_seconds = matmul_gflops(cfg.matmul_n)
-    log(f"fp32 matmul at the end: {end_gflops:.1f} GFLOP/s; floors use the best of start and end")
-    refloor(results, max(gflops, end_gflops) * 1e9)
-    stamp = time.strftime("%Y-%m-%dT%H%M")
-    report = {
-        "schema": 1,
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "command": shlex.join(
-            [
-                ".venv/bin/python",
-                "benchmarks/run_all.py",
-                *(argv if argv is not None else sys.argv[1:]),
-            ]
-        ),
-        "quick": cfg.quick,
-        "machine": info,
-        "git": git,
-        "load_average": {"start": load_start, "end": load_average()},
-        "matmul": {
+    matmul = None
+    if floor:
+        end_gflops, end_seconds = matmul_gflops(cfg.matmul_n)
+        log(f"fp32 matmul at the end: {end_gflops:.1f} GFLOP/s; floors use the best of both")
+        refloor(ran["results"], max(gflops, end_gflops) * 1e9)
+        matmul = {
             "n": cfg.matmul_n,
             "gflops": max(gflops, end_gflops),
             "gflops_start": gflops,
             "gflops_end": end_gflops,
             "seconds": mm_seconds + end_seconds,
-        },
-        "flops_per_image": {str(s): flops(s) for s in sizes},
+        }
+    stamp = time.strftime("%Y-%m-%dT%H%M")
+    command = [
+        sys.executable,
+        "benchmarks/run_all.py",
+        *(argv if argv is not None else sys.argv[1:]),
+    ]
+    report = {
+        "schema": 2,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "command": shlex.join([".venv/bin/python", *command[1:]]),
+        "quick": cfg.quick,
+        "suites": sorted({s for s, _ in parts}, key=SUITES.index),
+        "parts": [p.name for _, p in parts],
+        "machine": info,
+        "git": git,
+        "load_average": {"start": load_start, "end": load_average()},
+        "matmul": matmul,
+        "flops_per_image": {str(s): flops(s) for s in sizes} if floor else {},
         "config": asdict(cfg),
-        "results": [r.as_dict() for r in results],
-        "skipped": skipped,
-        "errors": errors,
-        "seconds": seconds,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "results": [r.as_dict() for r in ran["results"]],
+        "skipped": ran["skipped"],
+        "errors": ran["errors"],
+        "seconds": ran["seconds"],
         "total_seconds": time.perf_counter() - t_start,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path} and latest.md "
         f"({report['total_seconds'] / 60:.1f} min)"
     )
-    return 1 if errors else 0
+    return 1 if ran["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
 
 Loads the run's final weights and scores its test images at brightness x0.6, x0.7, x1.0, x1.2
 and x1.3 three times: with the statistics saved, recomputed over the clean training images
-(what training did before session 4) and over the training images augmented as the run's
-config says (seed 0, batches of 128). Session 4 used it to find that a
-relit run's statistics must come from relit images (docs/robustness.md).
+(what training did at first) and over the training images augmented as the run's config
+says (seed 0, batches of 128). It showed that a relit run's statistics must come from relit
+images (docs/robustness.md).
 """
 
 import sys

@@ -11,8 +11,8 @@ keeps its answer whatever k is; one that reads colour moves to k. Prints, per ru
 accuracy; accuracy with every image in its own class's colour; accuracy in another class's
 colour (all image x other-class pairs); and how often the answer becomes that other class
 ("follows"; chance-level following would be about 1/3 of the errors). Only the run's
-training images set the colours. (Session 9's table came from this script's first version,
-numpy arithmetic in place of `data.transfer_colour`'s torch: the same formula.)
+training images set the colours. (The table in docs/results.md came from this script's
+first version, numpy arithmetic in place of `data.transfer_colour`'s torch: the same formula.)
 """
 
 import argparse

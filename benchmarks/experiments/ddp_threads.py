@@ -14,8 +14,10 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn.functional as F
 
-from blastscan.distributed import keep_freed_memory
 from blastscan.models import darknet19
+
+# isort: split
+from blastscan.runtime.distributed import keep_freed_memory
 
 batch, size, steps, warmup = (int(a) for a in sys.argv[1:5])
 world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -5,8 +5,8 @@ validation images. Reads the files benchmarks/experiments/lamp_logits.py writes.
         [--figure PNG]
 
 DIR holds NAME{seed}.logits.npz for every seed of the plain network and of each relit one
-(session 7: runs/gpu7; session 12: runs/gpu12 with --relit lamp160s; both from
-benchmarks/gpu_session4.sh). --figure draws every network's test accuracy against brightness.
+(runs/gpu7 from `benchmarks/device.sh lamp 0 1 2 3`; runs/gpu12 from `device.sh lamp160
+2 3` and `lamp160 4 5`, with --relit lamp160s). --figure draws every network's test accuracy against brightness.
 For each relit network the gain g* is the one of lowest cross-entropy on its own validation
 images at x1.0 (images it never trained on; the test images play no part), ties to the gain
 nearest 1. Prints, per seed and over all seeds, test accuracy over brightness at g = 1 and

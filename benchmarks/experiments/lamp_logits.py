@@ -20,9 +20,12 @@ import numpy as np
 import torch
 
 from blastscan import data as D
-from blastscan.features import infer, pick_device
 from blastscan.robustness import brightness
 from blastscan.training import load_trained_model
+
+# isort: split
+from blastscan.runtime.device import pick_device
+from blastscan.runtime.infer import infer
 
 BRIGHTNESS = np.round(np.arange(0.5, 1.451, 0.05), 2)
 GAINS = np.round(np.arange(0.6, 1.001, 0.05), 2)

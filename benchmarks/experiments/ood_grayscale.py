@@ -5,7 +5,7 @@
 Fits the one-Gaussian pixel check (`Mahalanobis` on `image_statistics`) on 400 random real
 smears at 128 px, sets its threshold at the 99.5th percentile of 200 others (as a bundle does
 with q = 0.99), and scores grayscale copies of 50 of those 200, with saturation linear (bundles
-before session 12) and on a log scale (now). With --copies, also writes the last three smears
+made before 2026-11-26) and on a log scale (now). With --copies, also writes the last three smears
 of each class and their grayscale copies as PNG, for `blastscan predict BUNDLE DIR`.
 """
 
@@ -16,7 +16,9 @@ import numpy as np
 from PIL import Image
 
 from blastscan import data as D
-from blastscan.predict import Mahalanobis, image_statistics
+
+# isort: split
+from blastscan.bundle.ood import Mahalanobis, image_statistics
 
 
 def gray(images: np.ndarray) -> np.ndarray:

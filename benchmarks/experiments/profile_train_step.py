@@ -3,7 +3,7 @@
     python benchmarks/experiments/profile_train_step.py [--size 224] [--batch 64]
 
 The step is the one training.py takes on a CPU (channels_last, freed memory kept, SGD with
-momentum); two warm-up steps, then two profiled ones. docs/benchmarks.md, "Session 9".
+momentum); two warm-up steps, then two profiled ones. docs/benchmarks.md.
 """
 
 import argparse
@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from blastscan.distributed import keep_freed_memory
 from blastscan.models import darknet19
+
+# isort: split
+from blastscan.runtime.distributed import keep_freed_memory
 
 CONV_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward")
 

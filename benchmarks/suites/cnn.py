@@ -1,28 +1,36 @@
-"""DarkNet-19 on the CPU: training steps, inference, ONNX Runtime and whole-dataset extraction.
+"""Suite `cnn`: DarkNet-19 on the CPU: training steps, inference (eager, TorchScript, compile,
+ONNX Runtime) and OpenMP threads under load.
 
-Each function takes the run's settings and the fp32 matmul rate measured at the start, and
-returns Result rows. Variants run interleaved with their naive baseline (eager fp32 NCHW,
-batch 32), so the ratios hold even while other jobs load the machine.
+Each part takes the run's settings and the fp32 matmul rate measured at the start, and returns
+Result rows. Variants run interleaved with their naive baseline (eager fp32 NCHW, batch 32), so
+the ratios hold even while other jobs load the machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from benchkit import DATA, REPO, Result, Skip, interleave, paired_speedup, rate_result, timed
-
-from blastscan.models import darknet19
-
-
-def _model(channels_last: bool, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = darknet19(4)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+from benchkit import (
+    Context,
+    Part,
+    Result,
+    cores,
+    darknet,
+    interleave,
+    paired_speedup,
+    rate_result,
+    timed,
+)
 
 
 def _batch(batch: int, size: int, channels_last: bool, seed: int = 0):
@@ -35,7 +43,7 @@ def _batch(batch: int, size: int, channels_last: bool, seed: int = 0):
 _TRAIN_CHILD = r"""
 import json, resource, sys, time, torch
 import torch.nn.functional as F
-from blastscan.distributed import keep_freed_memory
+from blastscan.runtime.distributed import keep_freed_memory
 from blastscan.models import darknet19
 batch, size, steps, warmup = (int(a) for a in sys.argv[1:5])
 channels_last, compile_ = sys.argv[5] == "1", sys.argv[7] == "1"
@@ -100,7 +108,6 @@ def _train_variants(cfg, size: int) -> dict[str, tuple[int, bool, str, bool]]:
 
 def _memory_note(measured: list[dict]) -> str:
     """Medians over rounds of what the allocator costs a timed step (getrusage)."""
-    import statistics
 
     def median(key: str) -> float:
         return statistics.median(m[key] for m in measured)
@@ -111,7 +118,7 @@ def _memory_note(measured: list[dict]) -> str:
     )
 
 
-def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
+def bench_training(ctx: Context) -> list[Result]:
     """Training images/s: eager fp32 NCHW b32 (naive) vs channels_last b64 vs that with glibc
     keeping freed memory (`distributed.keep_freed_memory`: what training.py does on a CPU) vs
     that under torch.compile (at the compile size only).
@@ -119,10 +126,7 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
     The allocator setting is process-wide, so every variant runs in a fresh process (as
     `bench_threads` does); rounds rotate the order, and ratios pair the variants of a round.
     """
-    import statistics
-    import subprocess
-    import sys
-
+    cfg, flops, matmul_flops, log = ctx.cfg, ctx.flops, ctx.matmul_flops, ctx.log
     results = []
     for size in cfg.train_sizes:
         variants = _train_variants(cfg, size)
@@ -193,7 +197,7 @@ def bench_training(cfg, flops, matmul_flops, log) -> list[Result]:
 
 
 def _export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
-    from blastscan.export import FeaturesAndLogits
+    from blastscan.runtime.onnx import FeaturesAndLogits
 
     wrapper = FeaturesAndLogits(model).eval()
     axes = {"input": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}}
@@ -212,15 +216,18 @@ def _export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
         )
 
 
-def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
+def bench_inference(ctx: Context) -> list[Result]:
     """Inference images/s at cfg.infer_size: eager NCHW b32 (naive), channels_last b32/b64,
     TorchScript-frozen channels_last (conv+BN folded), torch.compile (optional), ONNX Runtime."""
-    from blastscan.export import OnnxEngine
+    # torch.compile of the forward only with --compile-infer (another minute or two)
+    cfg = replace(ctx.cfg, compile=ctx.cfg.compile and ctx.cfg.compile_infer)
+    flops, matmul_flops, log = ctx.flops, ctx.matmul_flops, ctx.log
+    from blastscan.runtime.onnx import OnnxEngine
 
     size, b = cfg.infer_size, cfg.infer_batches[0]
     big = cfg.infer_batches[1]
-    eager = _model(False).eval()
-    cl = _model(True).eval()
+    eager = darknet(False).eval()
+    cl = darknet(True).eval()
     x_nchw, _ = _batch(big, size, False, seed=1)
     x_cl = x_nchw.contiguous(memory_format=torch.channels_last)
     notes: dict[str, str] = {}
@@ -281,7 +288,7 @@ def bench_inference(cfg, flops, matmul_flops, log) -> list[Result]:
         }
         notes[ort_name] = (
             f"legacy exporter (dynamo=False, opset 17, dynamic batch), export {export_s:.1f} s, "
-            f"session {session_s:.1f} s, ORT_ENABLE_ALL, "
+            f"session creation {session_s:.1f} s, ORT_ENABLE_ALL, "
             f"{session.get_session_options().intra_op_num_threads} intra-op threads; "
             f"max |ORT - eager|: features {diff['features']:.2e} "
             f"(max |feature| {diff['features_scale']:.3g}), logits {diff['logits']:.2e}"
@@ -329,102 +336,6 @@ def _jit_freeze(model: torch.nn.Module, x: torch.Tensor):
         return None
 
 
-# ---------------------------------------------------------------- feature extraction
-
-
-def _throwaway_run(out: Path, classes: list[str], size: int) -> Path:
-    """A run directory `load_trained_model` accepts, holding an untrained DarkNet-19."""
-    from blastscan.training import save_checkpoint
-
-    model = _model(True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    meta = {
-        "classes": classes,
-        "image_size": size,
-        "epoch": 0,
-        "history": [],
-        "note": "untrained, benchmark only",
-    }
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "checkpoints" / "final.safetensors", model, optimizer, meta)
-    return out
-
-
-def bench_extract(cfg, flops, matmul_flops, log, workdir: Path) -> list[Result]:
-    """`blastscan.features.extract` over the whole dataset (warm image cache), images/s, with the
-    naive eager NCHW b32 forward at the same size measured right before and right after."""
-    from blastscan import data as D
-    from blastscan.features import extract
-    from blastscan.training import limit_per_class, load_trained_model
-
-    if not DATA.is_dir():
-        raise Skip(f"dataset not found at {DATA}")
-    trained = REPO / "runs" / "fast-cpu"
-    final = trained / "checkpoints" / "final.json"
-    size = cfg.extract_size
-    if final.is_file() and json.loads(final.read_text())["image_size"] == size:
-        run_dir, source = trained, "runs/fast-cpu (trained, final.safetensors)"
-    else:  # speed does not depend on the weights
-        classes = D.discover_classes(D.resolve_class_root(DATA))
-        run_dir = _throwaway_run(workdir / "throwaway-run", [name for name, _ in classes], size)
-        source = (
-            f"throwaway run dir, untrained DarkNet-19 at {size}px (no trained run at that size)"
-        )
-    cache = workdir / "cache"
-    log(f"  extract: model {source}; warming the {size}px image cache ...")
-    dataset = limit_per_class(D.scan_dataset(DATA), cfg.max_per_class, 0)
-    images = D.load_images(dataset, size, cache)
-    n = len(images)
-
-    model, _ = load_trained_model(run_dir)
-    naive = model.to(memory_format=torch.contiguous_format)
-    x = torch.as_tensor(images[:32]).permute(0, 3, 1, 2).float().div(255).contiguous()
-
-    def naive_rate():
-        with torch.inference_mode():
-            naive(x)  # warm-up
-            return [timed(lambda: naive(x))[0] for _ in range(cfg.extract_naive_batches)]
-
-    before = naive_rate()
-    log(f"  extract: naive eager NCHW b32 before: {32 / np.median(before):.1f} images/s")
-    out = workdir / "features.npz"
-    seconds, _ = timed(
-        lambda: extract(
-            run_dir,
-            DATA,
-            out,
-            cache_dir=cache,
-            show_progress=False,
-            max_per_class=cfg.max_per_class,
-            seed=0,
-        )
-    )
-    after = naive_rate()
-    log(
-        f"  extract: {n} images in {seconds:.1f} s; "
-        f"naive after: {32 / np.median(after):.1f} images/s"
-    )
-    scan_s, _ = timed(lambda: limit_per_class(D.scan_dataset(DATA), cfg.max_per_class, 0))
-    base = before + after
-    return [
-        rate_result(
-            f"extract_{size}px/features.extract",
-            f"blastscan.features.extract on {n} images (scan + cached pixels + "
-            f"infer b64 channels_last + write .npz), {size}px, images/s",
-            n,
-            [seconds],
-            baseline=f"eager_nchw_b32 forward at {size}px (measured before and after)",
-            baseline_items=32,
-            baseline_seconds=base,
-            flops_per_item=flops(size),
-            matmul_flops=matmul_flops,
-            notes=f"model: {source}; of the {seconds:.1f} s, scan_dataset (hash + decode check of "
-            "every file) "
-            f"takes about {scan_s:.1f} s (timed separately right after)",
-        )
-    ]
-
-
 # ---------------------------------------------------------------- OpenMP threads under load
 
 _CHILD = r"""
@@ -446,7 +357,7 @@ print(json.dumps(times))
 """
 
 
-def bench_threads(cfg, flops, matmul_flops, log) -> list[Result]:
+def bench_threads(ctx: Context) -> list[Result]:
     """The same channels_last forward in fresh processes: torch's default OpenMP threads (one
     per core, spin-waiting at every barrier) vs OMP_WAIT_POLICY=PASSIVE vs a single thread.
 
@@ -454,12 +365,7 @@ def bench_threads(cfg, flops, matmul_flops, log) -> list[Result]:
     needs; this shows how much of the gap to the matmul floor that explains. The policy must be
     set before the OpenMP runtime starts, hence one process per measurement (rounds alternate).
     """
-    import os
-    import statistics
-    import subprocess
-    import sys
-
-    from benchkit import cores
+    cfg, flops, matmul_flops, log = ctx.cfg, ctx.flops, ctx.matmul_flops, ctx.log
 
     size, batch, reps = cfg.threads_size, cfg.threads_batch, cfg.threads_reps
     base_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -498,3 +404,13 @@ def bench_threads(cfg, flops, matmul_flops, log) -> list[Result]:
         )
         for name in variants
     ]
+
+
+PARTS = [
+    Part("train", "training images/s: eager NCHW b32 vs channels_last vs kept memory vs compile",
+         bench_training, floor=True),
+    Part("infer", "inference images/s: eager, channels_last, TorchScript, compile, ONNX Runtime",
+         bench_inference, floor=True),
+    Part("threads", "forward under default OpenMP threads vs OMP_WAIT_POLICY=PASSIVE vs 1 thread",
+         bench_threads, floor=True),
+]  # fmt: skip
