@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_helpers import DISPLAY, single_thread, tiny_bundle  # noqa: F401
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_bundle import DISPLAY, single_thread, tiny_bundle  # noqa: F401
 
 from blastscan import serve as S
 from blastscan.bundle import load_bundle
 from blastscan.errors import BlastscanError
-from blastscan.predict import synthetic_smears
+from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -1,21 +1,19 @@
-"""ONNX export: two outputs, dynamic batch, hashed in the bundle, within 1e-4 of PyTorch."""
+"""ONNX export of a bundle: recorded and hashed in bundle.json, and the same answers as PyTorch."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import warnings
 
 import numpy as np
 import pytest
-from test_bundle import SIZE, single_thread, tiny_bundle  # noqa: F401
+from bundle_helpers import SIZE, tiny_bundle
 from typer.testing import CliRunner
 
-from blastscan import export as E
 from blastscan.bundle import MANIFEST, ONNX, load_bundle
 from blastscan.cli import app
 from blastscan.errors import BlastscanError
-from blastscan.predict import synthetic_smears
+from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
 
 
 @pytest.fixture(scope="module")
@@ -83,41 +81,3 @@ def test_onnx_engine_needs_an_export(tmp_path_factory):
 def test_export_needs_a_format(tmp_path_factory):
     result = CliRunner().invoke(app, ["export", str(tiny_bundle(tmp_path_factory.getbasetemp()))])
     assert result.exit_code == 2 and "--onnx" in result.output
-
-
-def test_legacy_exporter_goes_first():
-    from test_bundle import tiny_model
-
-    _, exporter = E.onnx_bytes(tiny_model(), SIZE)
-    assert "legacy" in exporter
-
-
-@pytest.mark.slow
-def test_dynamo_exporter_is_the_fallback(monkeypatch):
-    from test_bundle import tiny_model
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("the legacy exporter cannot export this")
-
-    monkeypatch.setattr(E, "_export_legacy", broken)
-    model = tiny_model()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data, exporter = E.onnx_bytes(model, SIZE)
-    assert "dynamo" in exporter and any("dynamo exporter" in str(w.message) for w in caught)
-    errors = E.compare(model, E.OnnxEngine(data), synthetic_smears(3, SIZE, seed=2))
-    assert max(errors.values()) < 1e-4
-
-
-@pytest.mark.parametrize("input_norm", ["whitepoint", "darkpoint:0.1"])
-def test_brightness_norm_layers_export_to_onnx(input_norm):
-    """Their per-image dark level is a TopK: ONNX must compute it as PyTorch does."""
-    import torch
-
-    from blastscan.models import darknet19
-
-    torch.manual_seed(0)
-    model = darknet19(4, input_norm=input_norm).eval()
-    data, _ = E.onnx_bytes(model, SIZE)
-    errors = E.compare(model, E.OnnxEngine(data), synthetic_smears(3, SIZE, seed=5))
-    assert max(errors.values()) < 1e-4

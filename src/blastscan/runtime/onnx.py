@@ -1,8 +1,8 @@
-"""ONNX export of a bundle's CNN, and the ONNX Runtime engine that `predict --engine onnx` uses.
+"""The ONNX Runtime engine: DarkNet-19 as an ONNX graph, exported, run and checked on the CPU.
 
 The graph has one input (`input`: N x 3 x S x S float32, RGB in [0, 1]) and two outputs
 (`features`: N x 1000, the pooled conv19 deep features; `logits`: N x K), with a dynamic
-batch axis. Export is checked against eager PyTorch before the file enters the bundle.
+batch axis. `onnx_parity` measures an export against eager PyTorch before it is used.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from blastscan.errors import BlastscanError
-from blastscan.features import Inference
+from blastscan.features import Inference  # MOVE: blastscan.runtime.infer
 
 OPSET = 18
 TOLERANCE = 1e-3  # max abs error (features, logits) above which an export is refused
@@ -34,20 +32,6 @@ class FeaturesAndLogits(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.model.features(x)
         return features, self.model.head(features)
-
-
-@dataclass
-class ExportReport:
-    path: Path
-    exporter: str
-    max_abs_error_features: float
-    max_abs_error_logits: float
-    max_abs_error_probabilities: float
-    n_images: int
-    image_source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 def onnx_bytes(model: torch.nn.Module, image_size: int, opset: int = OPSET) -> tuple[bytes, str]:
@@ -134,7 +118,7 @@ def cpu_cores() -> int:
 
 
 class OnnxEngine:
-    """ONNX Runtime session: all graph optimisations, one intra-op thread per core."""
+    """An ONNX Runtime InferenceSession: all graph optimisations, one intra-op thread per core."""
 
     def __init__(self, model: bytes, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -151,7 +135,7 @@ class OnnxEngine:
             ) from exc
 
     def infer(self, images: np.ndarray, batch_size: int = 32, on_batch=None) -> Inference:
-        """Same contract as `features.infer`: (N, H, W, 3) uint8 in, features and logits out."""
+        """Same contract as `runtime.infer.infer`: (N, H, W, 3) uint8 in, features and logits out."""
         feats, logits = [], []
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
@@ -172,9 +156,9 @@ class OnnxEngine:
         )
 
 
-def compare(model: torch.nn.Module, engine: OnnxEngine, images: np.ndarray) -> dict[str, float]:
+def onnx_parity(model: torch.nn.Module, engine: OnnxEngine, images: np.ndarray) -> dict[str, float]:
     """Max abs difference of ONNX Runtime vs eager float32 PyTorch on CPU, per output."""
-    from blastscan.features import infer
+    from blastscan.features import infer  # MOVE: blastscan.runtime.infer
 
     reference = infer(cpu_copy(model), images, batch_size=16, device=torch.device("cpu"))
     got = engine.infer(images, batch_size=16)
@@ -183,70 +167,3 @@ def compare(model: torch.nn.Module, engine: OnnxEngine, images: np.ndarray) -> d
         "logits": float(np.abs(reference.logits - got.logits).max()),
         "probabilities": float(np.abs(reference.probabilities - got.probabilities).max()),
     }
-
-
-def check_images(
-    paths: list[str | Path] | None, size: int, n_synthetic: int = 8
-) -> tuple[np.ndarray, str]:
-    """Images to check the export on: the given files, else synthetic smear-like ones."""
-    from blastscan.data import load_image_array
-    from blastscan.predict import synthetic_smears
-
-    if paths:
-        return np.stack([load_image_array(p, size) for p in paths]), f"{len(paths)} given image(s)"
-    return synthetic_smears(n_synthetic, size, seed=0), f"{n_synthetic} synthetic smear-like images"
-
-
-def export_onnx(
-    bundle_path: str | Path,
-    images: list[str | Path] | None = None,
-    opset: int = OPSET,
-    tolerance: float = TOLERANCE,
-) -> ExportReport:
-    """Export the bundle's CNN to `model.onnx` in the bundle, after checking it against PyTorch."""
-    from blastscan.bundle import ONNX, add_file, load_bundle
-
-    bundle = load_bundle(bundle_path)
-    data, exporter = onnx_bytes(bundle.model, bundle.image_size, opset)
-    pixels, source = check_images(images, bundle.image_size)
-    errors = compare(bundle.model, OnnxEngine(data), pixels)
-    if max(errors["features"], errors["logits"]) > tolerance:
-        raise BlastscanError(
-            f"ONNX output differs from PyTorch by up to {max(errors.values()):.2e} "
-            f"(> {tolerance:g}); "
-            "not added to the bundle"
-        )
-    info = {
-        "file": ONNX,
-        "opset": _opset_of(data),
-        "exporter": exporter,
-        "dynamic_axes": {"input": [0], "features": [0], "logits": [0]},
-        "inputs": {"input": ["batch", 3, bundle.image_size, bundle.image_size]},
-        "outputs": {"features": ["batch", 1000], "logits": ["batch", len(bundle.classes)]},
-        "check": {"max_abs_error": errors, "images": source},
-        "onnxruntime": _ort_version(),
-    }
-    add_file(bundle.path, ONNX, data, "onnx", info)
-    return ExportReport(
-        bundle.path / ONNX,
-        exporter,
-        errors["features"],
-        errors["logits"],
-        errors["probabilities"],
-        len(pixels),
-        source,
-    )
-
-
-def _opset_of(data: bytes) -> int:
-    """The ONNX opset the file declares: 17 from the legacy exporter, `opset` from dynamo."""
-    import onnx
-
-    model = onnx.load_model_from_string(data)
-    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__

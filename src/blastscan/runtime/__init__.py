@@ -1,0 +1,1 @@
+"""Running networks: devices, batched inference, torchrun, and the ONNX Runtime engine."""

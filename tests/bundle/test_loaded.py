@@ -1,0 +1,80 @@
+"""A loaded bundle: it predicts like the model it was written from, and it never unpickles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bundle_helpers import DISPLAY, SIZE, Stranger, tiny_bundle, tiny_parts
+
+from blastscan.bundle import CLASSIFIER, MANIFEST, load_bundle
+from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN
+from blastscan.errors import BlastscanError
+from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+
+
+def _rewrite_manifest(path: Path, change) -> None:
+    manifest = json.loads((path / MANIFEST).read_text())
+    change(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_loaded_bundle_predicts_like_the_model(built):
+    model, _, pipeline, _ = tiny_parts(SIZE)  # what was written, compared with what was read
+    bundle = load_bundle(built)
+    images = synthetic_smears(6, SIZE, seed=7)
+    reference = infer(model, images, 8)
+    got = bundle.predict(images)
+    np.testing.assert_allclose(got.cnn_probabilities, reference.probabilities, atol=1e-6)
+    np.testing.assert_allclose(
+        got.probabilities, pipeline.predict_proba(reference.features), atol=1e-9
+    )
+    assert got.head == HEAD_CLASSICAL
+    assert got.ood_distance.shape == (6,) and got.ood.dtype == bool
+    row = got.record(0, "x.png")
+    assert row["head"] == HEAD_CLASSICAL and abs(sum(row[f"p_{n}"] for n in DISPLAY) - 1) < 1e-9
+
+
+def test_cnn_head_can_be_forced_and_other_sizes_are_resized(built):
+    bundle = load_bundle(built)
+    big = synthetic_smears(2, 80, seed=3)
+    got = bundle.predict(big, head="cnn")
+    assert got.head == HEAD_CNN
+    np.testing.assert_allclose(got.probabilities, got.cnn_probabilities)
+    with pytest.raises(BlastscanError, match="unknown head"):
+        bundle.predict(big, head="svm")
+
+
+def test_bundle_without_classifier_decides_with_the_cnn(tmp_path_factory):
+    bundle = load_bundle(tiny_bundle(tmp_path_factory.getbasetemp(), classical=False))
+    assert bundle.classical is None and bundle.default_head == HEAD_CNN
+    with pytest.raises(BlastscanError, match="no features\\+classifier head"):
+        bundle.predict(synthetic_smears(1, SIZE), head="classical")
+
+
+def test_loading_never_unpickles(built, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading a bundle")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    bundle = load_bundle(built)
+    assert bundle.classical is not None and bundle.ood is not None
+
+
+def test_a_classifier_outside_the_allow_list_is_refused_at_load(copy):
+    import skops.io as sio
+
+    data = sio.dumps(Stranger())
+    (copy / CLASSIFIER).write_bytes(data)
+    _rewrite_manifest(
+        copy, lambda m: m["files"].update({CLASSIFIER: hashlib.sha256(data).hexdigest()})
+    )
+    with pytest.raises(BlastscanError, match="outside the allow-list"):
+        load_bundle(copy)

@@ -1,0 +1,46 @@
+"""The ONNX exporters and engine: the fast exporter first, dynamo as the fallback, and parity
+with eager PyTorch."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from bundle_helpers import SIZE, single_thread, tiny_model  # noqa: F401
+
+from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.runtime import onnx as O
+
+
+def test_legacy_exporter_goes_first():
+    _, exporter = O.onnx_bytes(tiny_model(), SIZE)
+    assert "legacy" in exporter
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_is_the_fallback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the legacy exporter cannot export this")
+
+    monkeypatch.setattr(O, "_export_legacy", broken)
+    model = tiny_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data, exporter = O.onnx_bytes(model, SIZE)
+    assert "dynamo" in exporter and any("dynamo exporter" in str(w.message) for w in caught)
+    errors = O.onnx_parity(model, O.OnnxEngine(data), synthetic_smears(3, SIZE, seed=2))
+    assert max(errors.values()) < 1e-4
+
+
+@pytest.mark.parametrize("input_norm", ["whitepoint", "darkpoint:0.1"])
+def test_brightness_norm_layers_export_to_onnx(input_norm):
+    """Their per-image dark level is a TopK: ONNX must compute it as PyTorch does."""
+    import torch
+
+    from blastscan.models import darknet19
+
+    torch.manual_seed(0)
+    model = darknet19(4, input_norm=input_norm).eval()
+    data, _ = O.onnx_bytes(model, SIZE)
+    errors = O.onnx_parity(model, O.OnnxEngine(data), synthetic_smears(3, SIZE, seed=5))
+    assert max(errors.values()) < 1e-4
