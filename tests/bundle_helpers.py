@@ -19,7 +19,7 @@ from blastscan.bundle.ood import fit_ood
 from blastscan.classify import make_classifier
 from blastscan.features import infer  # MOVE: blastscan.runtime.infer
 from blastscan.models import darknet19
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 from blastscan.selection import MRMR
 from blastscan.training import recompute_bn_statistics
 

@@ -202,7 +202,7 @@ def sixty_smears(tmp_path_factory):
     from PIL import Image
     from test_bundle import tiny_bundle
 
-    from blastscan.predict import synthetic_smears
+    from blastscan.data.synthetic import synthetic_smears
 
     root = tmp_path_factory.mktemp("sixty")
     folder = root / "smears"

@@ -103,7 +103,7 @@ def test_two_process_predict_writes_the_single_process_results(tmp_path: Path):
     from PIL import Image
     from test_bundle import tiny_bundle
 
-    from blastscan.predict import synthetic_smears
+    from blastscan.data.synthetic import synthetic_smears
 
     bundle = tiny_bundle(tmp_path)
     images = tmp_path / "images"

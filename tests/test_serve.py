@@ -21,7 +21,7 @@ from PIL import Image
 from blastscan import serve as S
 from blastscan.bundle import load_bundle
 from blastscan.errors import BlastscanError
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -15,7 +15,7 @@ from bundle_helpers import CLASSES, tiny_meta, tiny_model
 from blastscan.bundle import CARD, MANIFEST, load_bundle, write_cnn_bundle
 from blastscan.bundle.heads import HEAD_CNN
 from blastscan.errors import BlastscanError
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 
 
 def _fake_run(root: Path) -> tuple[Path, Path]:

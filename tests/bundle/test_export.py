@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from blastscan.bundle import MANIFEST, ONNX, load_bundle
 from blastscan.cli import app
 from blastscan.errors import BlastscanError
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from blastscan.bundle import CLASSIFIER, MANIFEST, load_bundle
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN
 from blastscan.errors import BlastscanError
 from blastscan.features import infer  # MOVE: blastscan.runtime.infer
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 
 
 def _rewrite_manifest(path: Path, change) -> None:

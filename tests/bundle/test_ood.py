@@ -10,7 +10,7 @@ from bundle_helpers import SIZE, tiny_model
 
 from blastscan.bundle.ood import Mahalanobis, OODDetector, fit_ood, image_statistics
 from blastscan.features import infer  # MOVE: blastscan.runtime.infer
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 
 REAL = Path(__file__).resolve().parents[2] / "../shared/data/all-idb-taleqani/Original"
 

@@ -9,7 +9,7 @@ import pytest
 from bundle_helpers import single_thread, tiny_bundle  # noqa: F401
 from PIL import Image
 
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 
 
 @pytest.fixture(scope="module")

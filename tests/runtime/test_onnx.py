@@ -8,7 +8,7 @@ import warnings
 import pytest
 from bundle_helpers import SIZE, single_thread, tiny_model  # noqa: F401
 
-from blastscan.predict import synthetic_smears  # MOVE: blastscan.data.synthetic
+from blastscan.data.synthetic import synthetic_smears
 from blastscan.runtime import onnx as O
 
 

@@ -34,7 +34,7 @@ def check_images(
 ) -> tuple[np.ndarray, str]:
     """Images to check the export on: the given files, else synthetic smear-like ones."""
     from blastscan.data import load_image_array
-    from blastscan.predict.synthetic import synthetic_smears  # MOVE: blastscan.data.synthetic
+    from blastscan.data.synthetic import synthetic_smears
 
     if paths:
         return np.stack([load_image_array(p, size) for p in paths]), f"{len(paths)} given image(s)"

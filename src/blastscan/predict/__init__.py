@@ -8,7 +8,6 @@
 from blastscan.predict.inputs import collect_images, decoded_chunks, folder_images
 from blastscan.predict.results import csv_text, json_text, results_table, write_results
 from blastscan.predict.run import PredictRun, merge_runs, predict_files, predict_sharded
-from blastscan.predict.synthetic import synthetic_smears  # MOVE: blastscan.data.synthetic
 
 __all__ = [
     "PredictRun",
@@ -21,6 +20,5 @@ __all__ = [
     "predict_files",
     "predict_sharded",
     "results_table",
-    "synthetic_smears",
     "write_results",
 ]
