@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from blastscan import data as D
 from blastscan import training as T
 from blastscan.cli import app
-from blastscan.compare import compare_runs
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import mcnemar
 from blastscan.models import darknet19
+from blastscan.robustness.paired import compare_runs
 
 
 def test_mcnemar_counts_only_the_images_one_classifier_gets_right():

@@ -3,8 +3,8 @@
 Whether one run is better than another (a relit network against a plain one, a new recipe
 against the old) is a paired question: both are scored on the same images. `compare_runs`
 predicts the shared test images with both networks, clean and under any perturbations of
-`blastscan.robustness`, and reports for every condition the two accuracies and McNemar's
-exact test (`evaluation.mcnemar`) on the images exactly one of them gets right.
+`blastscan.robustness.corruptions`, and reports for every condition the two accuracies and
+McNemar's exact test (`evaluation.mcnemar`) on the images exactly one of them gets right.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import numpy as np
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import mcnemar
 from blastscan.io import atomic_write_json, atomic_write_text, check_output_dir
+from blastscan.robustness.evaluate import evaluate_robustness, strength_label
+from blastscan.robustness.runs import held_out_images
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("blastscan.compare")  # the name `blastscan compare` logs under
 
 
 def _shared_test_images(run_a: Path, meta_a: dict, run_b: Path, meta_b: dict, data_dir, cache_dir):
     """Each run's held-out images at its own input size; refuse runs that held out different ones."""
-    from blastscan.robustness import held_out_images
-
     images_a, labels, paths_a = held_out_images(run_a, data_dir, meta_a, cache_dir)
     images_b, _, paths_b = held_out_images(run_b, data_dir, meta_b, cache_dir)
     if list(paths_a) != list(paths_b):
@@ -38,8 +38,6 @@ def _shared_test_images(run_a: Path, meta_a: dict, run_b: Path, meta_b: dict, da
 
 def _conditions(result: dict):
     """(name, strength, predictions) of the clean point and every perturbed one."""
-    from blastscan.robustness import strength_label
-
     yield "clean", "", result["clean"]["predictions"]
     for name, block in result["perturbations"].items():
         for point in block["points"]:
@@ -61,9 +59,8 @@ def compare_runs(
     `perturbations` (as in `robustness.evaluate_robustness`; default: none) adds a comparison
     under each shift. Writes `compare.json` and `compare.md` under `out_dir` atomically.
     """
-    from blastscan.distributed import configure_threads
-    from blastscan.features import pick_device
-    from blastscan.robustness import evaluate_robustness
+    from blastscan.distributed import configure_threads  # MOVE: runtime.distributed
+    from blastscan.features import pick_device  # MOVE: blastscan.runtime.device
     from blastscan.training import load_trained_model
 
     configure_threads()
