@@ -1,0 +1,204 @@
+"""`blastscan train`: fine-tune DarkNet-19 into a run directory, then write its CNN-only bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from blastscan.cli.common import CacheOpt, DataOpt, friendly_errors
+
+
+@friendly_errors
+def train(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
+    recipe: Annotated[
+        str,
+        typer.Option(
+            help="'paper' (Table 1 of the paper), 'fast' (one-cycle, 128 px) or 'robust' "
+            "(fast under every lamp for 160 epochs: holds brightness x0.7-x1.3)."
+        ),
+    ] = "paper",
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs.", show_default="30 (paper), 17 (fast), 160 (robust)", min=1),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Mini-batch size.", show_default="128 (paper), 64 (fast)", min=2),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Initial (paper) or peak (fast) learning rate.",
+            show_default="0.01 (paper), 0.05 (fast)",
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Input size in px; 256 is what MATLAB's darknet19 takes.",
+            show_default="224 (paper), 128 (fast)",
+            min=32,
+        ),
+    ] = None,
+    start_image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Progressive resizing: start at this size and grow in steps of 32 px to "
+            "--image-size by two thirds of the epochs (cheaper early epochs).",
+            show_default="off",
+            min=32,
+        ),
+    ] = None,
+    color_jitter: Annotated[
+        float | None,
+        typer.Option(help="Brightness/contrast/stain jitter strength (0 = off).", show_default="0"),
+    ] = None,
+    brighten: Annotated[
+        float | None,
+        typer.Option(
+            help="Show half the images brightened by up to 1 + this, clipped (0 = off); "
+            "pairs with --input-norm darkpoint.",
+            show_default="0",
+            min=0.0,
+        ),
+    ] = None,
+    darken: Annotated[
+        float | None,
+        typer.Option(
+            help="Show the other half darkened by down to 1 - this (0 = off); with --brighten, "
+            "a plain network learns to ignore the lamp.",
+            show_default="0",
+            min=0.0,
+            max=0.95,
+        ),
+    ] = None,
+    hue: Annotated[
+        float | None,
+        typer.Option(
+            help="Rotate each image's hue by up to +-this many degrees (0 = off): another "
+            "stain batch or white balance.",
+            show_default="0",
+            min=0.0,
+            max=180.0,
+        ),
+    ] = None,
+    recolour: Annotated[
+        float | None,
+        typer.Option(
+            help="Give this share of the images the colour (channel means and s.d.s) of a "
+            "random image of their batch (0 = off): stain and light stop telling the class.",
+            show_default="0",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    input_norm: Annotated[
+        str,
+        typer.Option(
+            help="Parameter-free first layer: none; stain (standardise each image's colour); "
+            "whitepoint (red and green against the image's darkest 5%; whitepoint:Q another "
+            "share): blind to brightness, clipping included; darkpoint (every channel against "
+            "its darkest 5%, nothing flattened: blind to darkening). See docs/robustness.md.",
+        ),
+    ] = "none",
+    stain_norm: Annotated[
+        bool,
+        typer.Option("--stain-norm/--no-stain-norm", help="Same as --input-norm stain."),
+    ] = False,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(help="Darknet .weights or .safetensors to start from; default: from scratch."),
+    ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trained run of the same --seed and data: the network also learns to give "
+            "on each relit image the teacher's answer on the un-relit one (distillation; "
+            "measured: it did not keep a relit fine-tune's clean accuracy, docs/results.md).",
+            show_default="none",
+        ),
+    ] = None,
+    teacher_weight: Annotated[
+        float,
+        typer.Option(help="Share of the distillation term in the loss.", min=0.0, max=1.0),
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed for split, shuffling and augmentation.")] = 0,
+    variant: Annotated[
+        str, typer.Option(help="Original or Segmented, in the Kaggle layout.")
+    ] = "Original",
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Part of the 70% held out to pick the 'best' checkpoint.", min=0.0, max=0.5
+        ),
+    ] = 0.1,
+    outer_folds: Annotated[
+        int,
+        typer.Option(help="If > 0, hold out one fold of a stratified group K-fold instead of 30%."),
+    ] = 0,
+    outer_fold: Annotated[int, typer.Option(help="Which outer fold to hold out (0-based).")] = 0,
+    max_per_class: Annotated[
+        int | None,
+        typer.Option(help="Use at most this many images per class (quick runs).", min=1),
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")
+    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu"),
+    ] = None,
+    cache_dir: CacheOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Fine-tune DarkNet-19 and write a run directory (config, history, figures, checkpoints, metrics)."""
+    from blastscan.bundle.build import write_cnn_bundle  # MOVE: provided by helper E
+    from blastscan.distributed import is_main_process  # MOVE: blastscan.runtime.distributed
+    from blastscan.training import recipe_config
+    from blastscan.training import train as run_training
+
+    config = recipe_config(
+        recipe,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        image_size=image_size,
+        start_image_size=start_image_size,
+        color_jitter=color_jitter,
+        brighten=brighten,
+        darken=darken,
+        hue=hue,
+        recolour=recolour,
+        input_norm="stain" if stain_norm else input_norm,
+        pretrained=str(pretrained) if pretrained else None,
+        teacher=str(teacher) if teacher else None,
+        teacher_weight=teacher_weight,
+        seed=seed,
+        variant=variant,
+        val_fraction=val_fraction,
+        max_per_class=max_per_class,
+        compile=compile,
+        device=device,
+        outer_folds=outer_folds,
+        outer_fold=outer_fold,
+    )
+    result = run_training(
+        data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet
+    )
+    if is_main_process():  # under torchrun rank 0 alone writes it
+        # A CNN-only bundle; `blastscan bundle RUN --data DIR` adds the OOD detector and classifier.
+        write_cnn_bundle(result.run_dir)
+    m = result.test_metrics
+    if not m:  # a torchrun worker other than rank 0: rank 0 reports
+        return
+    typer.echo(
+        f"test accuracy {m['accuracy']:.4f} on {m['n_test']} held-out images; "
+        f"{result.seconds / 60:.1f} min; run directory {result.run_dir}"
+    )
