@@ -17,12 +17,14 @@ come from `predict_proba` (the SVMs' Platt scaling, see `blastscan.classify`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from blastscan.classify import make_classifier
 from blastscan.errors import BlastscanError
 from blastscan.io import atomic_write, atomic_write_json
 
@@ -203,8 +205,6 @@ def holdout_calibration(
     returns JSON values: per model ECE/MCE/Brier/NLL and the curve, plus the test predictions
     (`predictions`), so callers can break accuracy down by image without refitting.
     """
-    from blastscan.classify import make_classifier
-
     train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
     y = np.asarray(y)
     cnn = softmax(logits[test])
@@ -246,9 +246,7 @@ def run_calibration(
     both models are scored on its test images. Writes `calibration.json` and
     `figures/reliability.png` under `out_dir`; returns the JSON payload.
     """
-    import json
-
-    from blastscan.features import load_features
+    from blastscan.features import load_features  # torch: imported only when needed
 
     arrays = load_features(features)
     if "logits" not in arrays or "paths" not in arrays:

@@ -1,4 +1,4 @@
-"""Cross-validation without leakage, metrics on known matrices, intervals with known values."""
+"""Cross-validation without leakage, and the Table 2/3 evaluation of every preset."""
 
 from __future__ import annotations
 
@@ -6,23 +6,17 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.datasets import make_classification
 from sklearn.feature_selection import SelectKBest, f_classif
-from sklearn.metrics import precision_recall_fscore_support
 
 from blastscan.classify import make_classifier
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import (
-    bootstrap_interval,
-    classification_metrics,
     cross_validate,
     evaluate_feature_sets,
     fit_fold_selectors,
     make_splitter,
-    plot_confusion_matrix,
-    wilson_interval,
 )
 
 NAMES = ["A", "B", "C", "D"]
@@ -32,93 +26,6 @@ NAMES = ["A", "B", "C", "D"]
 def data():
     X, y = make_classification(200, 10, n_informative=5, n_classes=4, class_sep=2.0, random_state=0)
     return X, y
-
-
-# -- intervals ---------------------------------------------------------------------------------
-
-
-def test_wilson_known_value():
-    # Textbook Wilson score interval; scipy agrees. (0.7233, 0.8720) sometimes quoted for this
-    # case is not the Wilson interval.
-    low, high = wilson_interval(81, 100)
-    assert (low, high) == pytest.approx((0.72221, 0.87485), abs=1e-5)
-    ref = binomtest(81, 100).proportion_ci(confidence_level=0.95, method="wilson")
-    assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-12)
-
-
-def test_wilson_edges_stay_in_unit_interval():
-    assert wilson_interval(0, 50)[0] == 0.0
-    low, high = wilson_interval(3254, 3256)
-    assert high <= 1.0 and low < 3254 / 3256 < high
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-    with pytest.raises(ValueError):
-        wilson_interval(5, 4)
-
-
-def test_wilson_narrows_with_confidence():
-    assert wilson_interval(40, 50, 0.9)[0] > wilson_interval(40, 50, 0.99)[0]
-
-
-def test_bootstrap_interval_brackets_accuracy_and_is_reproducible():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 300)
-    pred = np.where(rng.random(300) < 0.8, y, (y + 1) % 3)
-    low, high = bootstrap_interval(y, pred, n_boot=500)
-    assert low < np.mean(y == pred) < high
-    assert (low, high) == bootstrap_interval(y, pred, n_boot=500)
-    f1 = bootstrap_interval(y, pred, lambda a, b: float(np.mean(a == b)), n_boot=100)
-    assert f1[0] < f1[1]
-
-
-# -- metrics -------------------------------------------------------------------------------------
-
-
-def _labels_from(cm):
-    y_true, y_pred = [], []
-    for (i, j), count in np.ndenumerate(np.asarray(cm)):
-        y_true += [i] * count
-        y_pred += [j] * count
-    return np.array(y_true), np.array(y_pred)
-
-
-def test_metrics_on_a_known_confusion_matrix():
-    cm = [[5, 1, 0], [2, 3, 0], [0, 0, 4]]
-    y_true, y_pred = _labels_from(cm)
-    m = classification_metrics(y_true, y_pred, ["x", "y", "z"])
-    assert m["confusion_matrix"] == cm
-    assert m["n"] == 15
-    assert m["accuracy"]["value"] == pytest.approx(12 / 15)
-    assert (m["accuracy"]["k"], m["accuracy"]["n"]) == (12, 15)
-    x = m["per_class"]["x"]
-    assert x["precision"]["value"] == pytest.approx(5 / 7)
-    assert x["recall"]["value"] == pytest.approx(5 / 6)
-    assert x["f1"] == pytest.approx(2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6))
-    assert x["accuracy"]["value"] == pytest.approx((5 + 7) / 15)  # TP + TN (3 + 4) over N
-    assert x["support"] == 6
-    assert m["per_class"]["z"]["precision"]["value"] == 1.0
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred)
-    for i, name in enumerate("xyz"):
-        assert m["per_class"][name]["precision"]["value"] == pytest.approx(p[i])
-        assert m["per_class"][name]["recall"]["value"] == pytest.approx(r[i])
-        assert m["per_class"][name]["f1"] == pytest.approx(f[i])
-    assert m["macro"]["f1"] == pytest.approx(np.mean(f))
-    lo, hi = wilson_interval(5, 6)
-    assert (x["recall"]["low"], x["recall"]["high"]) == pytest.approx((lo, hi))
-
-
-def test_metrics_of_a_never_predicted_class_are_json_safe():
-    m = classification_metrics(np.array([0, 1, 1]), np.array([0, 0, 0]), ["a", "b"])
-    assert m["per_class"]["b"]["precision"] == {
-        "value": 0.0,
-        "low": 0.0,
-        "high": 1.0,
-        "k": 0,
-        "n": 0,
-    }
-    json.dumps(m, allow_nan=False)
-
-
-# -- cross-validation --------------------------------------------------------------------------
 
 
 def test_cross_validate_predicts_every_sample_once(data):
@@ -225,9 +132,6 @@ def test_cross_validate_rejects_mismatched_lengths(data):
         cross_validate(make_classifier("Fine KNN"), X, y[:-1])
 
 
-# -- Table 2 -------------------------------------------------------------------------------------
-
-
 def test_evaluate_feature_sets_paper_protocol_records_leaky_selection(data):
     X, y = data
     columns = [0, 2, 4, 6]
@@ -283,44 +187,3 @@ def test_evaluate_feature_sets_refuses_both_selection_modes(data):
             selector_factory=lambda: SelectKBest(k=2),
             selected_columns=[0, 1],
         )
-
-
-def test_plot_confusion_matrix_writes_png(tmp_path):
-    path = plot_confusion_matrix([[5, 1], [0, 7]], ["a", "b"], tmp_path / "f" / "cm.png", "t")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in path.parent.iterdir()] == ["cm.png"]  # no temporary left behind
-
-
-# ------------------------------------------------------------------ colour alone
-
-
-def _tinted_smears(n: int, tints: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Light backgrounds of the given RGB tints, each with a dark disc at a random place."""
-    rng = np.random.default_rng(seed)
-    images = np.empty((n, 24, 24, 3), np.float32)
-    yy, xx = np.mgrid[:24, :24]
-    for i in range(n):
-        images[i] = tints[i] + rng.normal(0, 3, (24, 24, 3))
-        cy, cx = rng.integers(6, 18, 2)
-        images[i][(yy - cy) ** 2 + (xx - cx) ** 2 < 16] = (70, 30, 110)
-    return np.clip(images, 0, 255).astype(np.uint8)
-
-
-def test_colour_baseline_reads_a_class_tint_and_nothing_else():
-    from blastscan.evaluation import MAJORITY, colour_baseline
-
-    labels = np.repeat([0, 1, 2], 40)
-    train, test = np.arange(0, 120, 2), np.arange(1, 120, 2)
-    background = "lighter half of the pixels: mean RGB"
-    class_tints = np.array([(230, 200, 210), (215, 205, 220), (225, 215, 200)])[labels]
-    tinted = colour_baseline(_tinted_smears(120, class_tints), labels, train, test)
-    assert tinted["baselines"][background]["accuracy"]["value"] == 1.0
-    assert tinted["baselines"][MAJORITY]["accuracy"]["value"] == pytest.approx(1 / 3)
-    rng = np.random.default_rng(1)
-    random_tints = np.array([(230, 200, 210), (215, 205, 220), (225, 215, 200)])[
-        rng.integers(0, 3, 120)
-    ]
-    untinted = colour_baseline(_tinted_smears(120, random_tints), labels, train, test)
-    for result in untinted["baselines"].values():
-        assert result["accuracy"]["high"] > 1 / 3 > result["accuracy"]["value"] - 0.2
-        assert result["accuracy"]["n"] == 60

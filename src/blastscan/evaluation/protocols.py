@@ -20,7 +20,8 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from blastscan.classify import PAPER_ROWS, backend, get_preset, make_classifier
-from blastscan.evaluation import best_result, classification_metrics, evaluate_feature_sets
+from blastscan.evaluation.cross_validation import best_result, evaluate_feature_sets
+from blastscan.evaluation.metrics import classification_metrics
 from blastscan.selection import MRMR, kept_columns
 
 PAPER_THRESHOLD = 0.25

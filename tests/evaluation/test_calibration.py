@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blastscan import calibration as C
 from blastscan.errors import BlastscanError
+from blastscan.evaluation import calibration as C
 
 
 def _synthetic(n: int, k: int, conf: np.ndarray, accuracy: np.ndarray, rng) -> tuple:

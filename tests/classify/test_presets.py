@@ -11,19 +11,13 @@ from sklearn.datasets import make_classification
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from blastscan.classify import (
     PAPER_ROWS,
     PRESETS,
     Float32MLPClassifier,
-    KernelNB,
-    MatlabSVC,
-    auto_kernel_scale,
-    couple_pairwise,
     kernel_matrix,
     make_classifier,
-    normal_reference_bandwidth,
 )
 from blastscan.errors import BlastscanError
 
@@ -107,88 +101,6 @@ def test_polynomial_presets_use_matlab_kernel_with_auto_scale(name, degree, coef
         np.testing.assert_allclose(kernel_matrix(a, b, clf.kernel, s, degree), expected)
 
 
-def test_auto_kernel_scale_is_median_nearest_opposite_distance():
-    # 1-D, fewer than 100 per class, so no subsampling: positives at 10, 13, 20; negatives at 0, 1.
-    X = np.array([[0.0], [1.0], [10.0], [13.0], [20.0]])
-    y = np.array([-1, -1, 1, 1, 1])
-    scale = auto_kernel_scale(X, y, np.random.default_rng(0))
-    assert scale == pytest.approx(12.0)  # nearest negatives: 9, 12, 19 -> median 12
-
-
-def test_auto_kernel_scale_is_reproducible_with_a_seed(data):
-    X, y = data
-    y_pm = np.where(y == 0, 1, -1)
-    big = np.repeat(X, 3, axis=0) + np.random.default_rng(0).normal(0, 0.01, (3 * len(X), 12))
-    y_big = np.repeat(y_pm, 3)
-    a = auto_kernel_scale(big, y_big, np.random.default_rng(5))
-    b = auto_kernel_scale(big, y_big, np.random.default_rng(5))
-    assert a == b and a > 0
-
-
-def test_one_vs_one_matches_libsvm_multiclass_when_scale_is_fixed(data):
-    """Our per-pair learners are libsvm's own one-vs-one machines when nothing differs per pair."""
-    X, y = data
-    ours = MatlabSVC(kernel="gaussian", kernel_scale=3.0, standardize=False).fit(X, y)
-    ref = SVC(kernel="rbf", gamma=1 / 9, C=1.0, decision_function_shape="ovo").fit(X, y)
-    ours_scores, ref_scores = ours.decision_function(X), ref.decision_function(X)
-    np.testing.assert_allclose(ours_scores, ref_scores, atol=5e-3)  # solver tolerance is 1e-3
-    # Decoding differs (MATLAB loss-weighted hinge vs libsvm votes) but rarely disagrees.
-    assert np.mean(ours.predict(X) == ref.predict(X)) > 0.95
-
-
-def test_svm_probabilities_are_distributions(data):
-    X, y = data
-    model = make_classifier("Medium Gaussian SVM", probability=True).fit(X[:180], y[:180])
-    p = model.predict_proba(X[180:])
-    assert p.shape == (60, 4)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0)
-    assert np.mean(p.argmax(axis=1) == model.predict(X[180:])) > 0.8
-
-
-def test_gaussian_kernel_matches_sklearn_rbf():
-    from sklearn.metrics.pairwise import rbf_kernel
-
-    a, b = np.random.default_rng(1).normal(size=(2, 5, 7))
-    np.testing.assert_allclose(kernel_matrix(a, b, "gaussian", 2.0), rbf_kernel(a, b, gamma=0.25))
-
-
-def test_svm_without_probability_refuses_predict_proba(data):
-    X, y = data
-    with pytest.raises(AttributeError):
-        MatlabSVC().fit(X, y).predict_proba(X)
-
-
-def test_pairwise_coupling_recovers_consistent_probabilities():
-    p = np.array([0.5, 0.3, 0.2])
-    r = p[:, None] / (p[:, None] + p[None, :])
-    np.fill_diagonal(r, 0)
-    np.testing.assert_allclose(couple_pairwise(r[None]), p[None], atol=1e-6)
-    two = np.array([[[0, 0.7], [0.3, 0]]])
-    np.testing.assert_allclose(couple_pairwise(two), [[0.7, 0.3]], atol=1e-6)
-
-
-def test_kernel_nb_matches_a_direct_density_sum():
-    rng = np.random.default_rng(0)
-    X = np.vstack([rng.normal(0, 1, (30, 3)), rng.normal(2, 1, (20, 3))])
-    y = np.array([0] * 30 + [1] * 20)
-    nb = KernelNB(max_chunk_elements=50).fit(X, y)  # tiny chunks exercise the chunking
-    x = rng.normal(1, 1, (7, 3))
-    expected = np.empty((7, 2))
-    for c in (0, 1):
-        S, h = X[y == c], normal_reference_bandwidth(X[y == c])
-        dens = np.exp(-0.5 * ((x[:, None, :] - S[None]) / h) ** 2) / (h * np.sqrt(2 * np.pi))
-        expected[:, c] = np.log(np.mean(dens, axis=1)).sum(axis=1) + np.log(len(S) / len(y))
-    expected -= np.log(np.exp(expected).sum(axis=1, keepdims=True))
-    np.testing.assert_allclose(nb.predict_log_proba(x), expected, rtol=1e-8)
-
-
-def test_normal_reference_bandwidth_uses_mad():
-    S = np.array([[1.0], [2.0], [3.0], [4.0], [100.0]])  # outlier barely moves the MAD
-    mad = 1.0
-    expected = mad / 0.6745 * (4 / (3 * 5)) ** 0.2
-    assert normal_reference_bandwidth(S)[0] == pytest.approx(expected)
-
-
 def test_neural_network_presets_fit_in_float32_like_the_float64_mlp(data):
     from sklearn.neural_network import MLPClassifier
 
@@ -218,5 +130,25 @@ def test_float32_mlp_is_on_the_bundle_allow_list(data):
         model = make_classifier("Narrow Neural Network", seed=0).fit(X, y)
     blob = sio.dumps(model)
     assert set(sio.get_untrusted_types(data=blob)) <= set(TRUSTED_TYPES)
+    loaded = sio.loads(blob, trusted=TRUSTED_TYPES)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize(
+    ("name", "probability"),
+    [("Cubic SVM", True), ("Kernel Naive Bayes", False), ("Weighted KNN", False)],
+)
+def test_bundled_classifiers_keep_their_public_type_names(name, probability, data):
+    """skops names a type by its module: blastscan.classify.X, whichever file defines X."""
+    import skops.io as sio
+
+    from blastscan.bundle import TRUSTED_TYPES
+
+    X, y = data
+    model = make_classifier(name, probability=probability, seed=0).fit(X, y)
+    blob = sio.dumps(model)
+    untrusted = set(sio.get_untrusted_types(data=blob))
+    assert untrusted and untrusted <= set(TRUSTED_TYPES)
+    assert all(t.startswith("blastscan.classify.") and t.count(".") == 2 for t in untrusted)
     loaded = sio.loads(blob, trusted=TRUSTED_TYPES)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
