@@ -17,7 +17,7 @@ import torch
 from blastscan.bundle import write_bundle
 from blastscan.bundle.ood import fit_ood
 from blastscan.classify import make_classifier
-from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+from blastscan.runtime.infer import infer
 from blastscan.models import darknet19
 from blastscan.data.synthetic import synthetic_smears
 from blastscan.selection import MRMR

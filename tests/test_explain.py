@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from blastscan.cli import app
 from blastscan.explain import colorize, explain_files, grad_cam, overlay, side_by_side
-from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+from blastscan.runtime.infer import infer
 from blastscan.models import darknet19
 from blastscan.data.synthetic import synthetic_smears
 from blastscan.training import recompute_bn_statistics

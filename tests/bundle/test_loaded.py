@@ -14,7 +14,7 @@ from bundle_helpers import DISPLAY, SIZE, Stranger, tiny_bundle, tiny_parts
 from blastscan.bundle import CLASSIFIER, MANIFEST, load_bundle
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN
 from blastscan.errors import BlastscanError
-from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+from blastscan.runtime.infer import infer
 from blastscan.data.synthetic import synthetic_smears
 
 

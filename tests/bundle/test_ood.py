@@ -9,7 +9,7 @@ import pytest
 from bundle_helpers import SIZE, tiny_model
 
 from blastscan.bundle.ood import Mahalanobis, OODDetector, fit_ood, image_statistics
-from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+from blastscan.runtime.infer import infer
 from blastscan.data.synthetic import synthetic_smears
 
 REAL = Path(__file__).resolve().parents[2] / "../shared/data/all-idb-taleqani/Original"

@@ -8,10 +8,10 @@ from typer.testing import CliRunner
 
 from blastscan.cli import app
 from blastscan.errors import BlastscanError
-from blastscan.predict import (  # MOVE: synthetic_smears -> blastscan.data.synthetic
+from blastscan.predict import (
     collect_images,
     predict_files,
-    synthetic_smears,
+
 )
 
 

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from blastscan.bundle import load_bundle
 from blastscan.cli import app
-from blastscan.predict import (  # MOVE: synthetic_smears -> blastscan.data.synthetic
+from blastscan.predict import (
     predict_files,
-    synthetic_smears,
+
 )
 
 

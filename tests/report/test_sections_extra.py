@@ -9,7 +9,7 @@ NAMES = ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
 
 def test_calibration_and_segmented_coverage_sections(tmp_path):
     """A Segmented run with a CNN trained on Original: warning, reliability figure, coverage."""
-    from blastscan.calibration import holdout_calibration  # MOVE: blastscan.evaluation
+    from blastscan.evaluation.calibration import holdout_calibration
     from blastscan.data import coverage_summary
 
     rng = np.random.default_rng(1)

@@ -178,7 +178,8 @@ def _split_features(
     """Deep features, labels and images of the run's training (capped per class), validation
     and, if `test`, all its held-out test images (else an empty part)."""
     from blastscan import data as D
-    from blastscan.features import infer, pick_device  # MOVE: blastscan.runtime.infer, .device
+    from blastscan.runtime.infer import infer
+    from blastscan.runtime.device import pick_device
     from blastscan.progress import progress_bar
 
     dataset, indices = D.run_split(run, data_dir, meta)

@@ -119,13 +119,13 @@ class TorchEngine:
     """Eager PyTorch through `runtime.infer.infer`, the path training and extract use."""
 
     def __init__(self, model: torch.nn.Module, device: str | None = None) -> None:
-        from blastscan.features import pick_device  # MOVE: blastscan.runtime.device
+        from blastscan.runtime.device import pick_device
 
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
 
     def infer(self, images: np.ndarray, batch_size: int = 32, on_batch=None):
-        from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+        from blastscan.runtime.infer import infer
 
         return infer(self.model, images, batch_size, self.device, on_batch)
 

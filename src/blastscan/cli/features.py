@@ -34,7 +34,7 @@ def extract(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
-    from blastscan.distributed import is_main_process  # MOVE: blastscan.runtime.distributed
+    from blastscan.runtime.distributed import is_main_process
     from blastscan.features import extract as run_extract
 
     path = run_extract(
@@ -130,7 +130,7 @@ def evaluate(
     from blastscan.evaluation import evaluate_feature_sets
     from blastscan.features import load_features
     from blastscan.io import atomic_write_json, check_output_dir
-    from blastscan.protocols import paper_protocol  # MOVE: blastscan.evaluation.protocols
+    from blastscan.evaluation.protocols import paper_protocol
     from blastscan.report import write_report
     from blastscan.selection import MRMR
 

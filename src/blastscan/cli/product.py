@@ -99,7 +99,7 @@ def predict(
     from rich.console import Console
 
     from blastscan.bundle import load_bundle
-    from blastscan.distributed import is_main_process  # MOVE: blastscan.runtime.distributed
+    from blastscan.runtime.distributed import is_main_process
     from blastscan.io import check_output_file
     from blastscan.predict import csv_text, predict_sharded, results_table, write_results
     from blastscan.progress import progress_bar
@@ -185,7 +185,7 @@ def export(
     ] = None,
 ) -> None:
     """Export the bundle's CNN to ONNX, checked against PyTorch, and record it in bundle.json."""
-    from blastscan.export import export_onnx  # MOVE: blastscan.bundle.export
+    from blastscan.bundle.export import export_onnx
 
     if not onnx:
         raise BlastscanError("choose a format: --onnx")

@@ -99,7 +99,7 @@ def compare(
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Two runs image by image on their shared test images: accuracies and McNemar's exact test."""
-    from blastscan.compare import compare_runs  # MOVE: blastscan.robustness.paired
+    from blastscan.robustness.paired import compare_runs
 
     grid = perturbation_grid(perturbation or [])
     with log_on_stderr("blastscan.compare", logging.WARNING if quiet else logging.INFO):

@@ -159,8 +159,8 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune DarkNet-19 and write a run directory (config, history, figures, checkpoints, metrics)."""
-    from blastscan.bundle.build import write_cnn_bundle  # MOVE: provided by helper E
-    from blastscan.distributed import is_main_process  # MOVE: blastscan.runtime.distributed
+    from blastscan.bundle.build import write_cnn_bundle
+    from blastscan.runtime.distributed import is_main_process
     from blastscan.training import recipe_config
     from blastscan.training import train as run_training
 

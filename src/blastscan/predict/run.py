@@ -62,7 +62,7 @@ def predict_sharded(
     """
     import time
 
-    from blastscan.distributed import (  # MOVE: blastscan.runtime.distributed
+    from blastscan.runtime.distributed import (
         configure_threads,
         finish,
         gather,

@@ -18,8 +18,8 @@ def train_cnn(
 ) -> None:
     """Train (or resume) one CNN into `run_dir`, then write its CNN-only bundle as `blastscan
     train` does (`run_dir/bundle`)."""
-    from blastscan.bundle.build import write_cnn_bundle  # MOVE: provided by helper E
-    from blastscan.distributed import is_main_process  # MOVE: blastscan.runtime.distributed
+    from blastscan.bundle.build import write_cnn_bundle
+    from blastscan.runtime.distributed import is_main_process
 
     train(
         data_dir,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from blastscan.errors import BlastscanError
-from blastscan.protocols import paper_protocol  # MOVE: blastscan.evaluation.protocols
+from blastscan.evaluation.protocols import paper_protocol
 from blastscan.reproduce.options import ReproduceOptions
 
 
@@ -20,7 +20,7 @@ def calibration_block(
     The SVM is fitted on all deep features of the 70% (mRMR at the paper's threshold keeps all
     of them anyway), standardised inside the pipeline, so no test image reaches a fitted step.
     """
-    from blastscan.calibration import holdout_calibration  # MOVE: blastscan.evaluation.calibration
+    from blastscan.evaluation.calibration import holdout_calibration
     from blastscan.classify import PAPER_ROWS
 
     figure = Path("figures") / "reliability_holdout.png"

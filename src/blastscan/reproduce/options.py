@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from blastscan.protocols import PAPER_THRESHOLD  # MOVE: blastscan.evaluation.protocols
+from blastscan.evaluation.protocols import PAPER_THRESHOLD
 from blastscan.training import TrainConfig, recipe_config
 
 PROTOCOLS = ("paper", "holdout", "strict", "group")

@@ -18,7 +18,7 @@ from blastscan import __version__
 from blastscan.errors import BlastscanError
 from blastscan.features import extract, load_features
 from blastscan.io import atomic_write_json
-from blastscan.protocols import holdout_protocol, paper_protocol  # MOVE: evaluation.protocols
+from blastscan.evaluation.protocols import holdout_protocol, paper_protocol
 from blastscan.reproduce.cnn import (
     check_subset,
     cnn_summary,

@@ -9,7 +9,7 @@ import numpy as np
 
 from blastscan.evaluation import classification_metrics
 from blastscan.features import extract, load_features
-from blastscan.protocols import strict_protocol  # MOVE: blastscan.evaluation.protocols
+from blastscan.evaluation.protocols import strict_protocol
 from blastscan.reproduce.cnn import run_split_indices, train_cnn
 from blastscan.reproduce.options import ReproduceOptions
 

@@ -24,7 +24,7 @@ Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def model_predictor(model: torch.nn.Module, batch_size: int = 64, device=None) -> Predictor:
     """The CNN's own softmax head."""
-    from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+    from blastscan.runtime.infer import infer
 
     def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = infer(model, images, batch_size=batch_size, device=device)
@@ -54,7 +54,7 @@ def bundle_predictor(bundle, head: str = "auto", batch_size: int = 64) -> Predic
 
 
 def _point(strength, pred, proba, labels, keep_predictions: bool = False) -> dict:
-    from blastscan.calibration import expected_calibration_error  # MOVE: evaluation
+    from blastscan.evaluation.calibration import expected_calibration_error
 
     k = int(np.sum(pred == labels))
     point = {"strength": float(strength), "accuracy": proportion(k, len(labels))}

@@ -59,8 +59,8 @@ def compare_runs(
     `perturbations` (as in `robustness.evaluate_robustness`; default: none) adds a comparison
     under each shift. Writes `compare.json` and `compare.md` under `out_dir` atomically.
     """
-    from blastscan.distributed import configure_threads  # MOVE: runtime.distributed
-    from blastscan.features import pick_device  # MOVE: blastscan.runtime.device
+    from blastscan.runtime.distributed import configure_threads
+    from blastscan.runtime.device import pick_device
     from blastscan.training import load_trained_model
 
     configure_threads()

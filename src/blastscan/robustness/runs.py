@@ -76,8 +76,8 @@ def run_robustness(
     under `out_dir`, each atomically; returns the result.
     """
     from blastscan import data as D
-    from blastscan.distributed import configure_threads  # MOVE: runtime.distributed
-    from blastscan.features import pick_device  # MOVE: blastscan.runtime.device
+    from blastscan.runtime.distributed import configure_threads
+    from blastscan.runtime.device import pick_device
     from blastscan.training import load_trained_model
 
     configure_threads()
@@ -146,7 +146,7 @@ def run_colour_swap(
     `blastscan reproduce` reports): {"n", "clean": proportion, "colours", "matrix",
     "own_colour", "other_colour", "follows_the_colour"}."""
     from blastscan import data as D
-    from blastscan.features import pick_device  # MOVE: blastscan.runtime.device
+    from blastscan.runtime.device import pick_device
     from blastscan.training import load_trained_model
 
     run_dir = Path(run_dir)

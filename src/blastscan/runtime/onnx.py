@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from blastscan.errors import BlastscanError
-from blastscan.features import Inference  # MOVE: blastscan.runtime.infer
+from blastscan.runtime.infer import Inference
 
 OPSET = 18
 TOLERANCE = 1e-3  # max abs error (features, logits) above which an export is refused
@@ -158,7 +158,7 @@ class OnnxEngine:
 
 def onnx_parity(model: torch.nn.Module, engine: OnnxEngine, images: np.ndarray) -> dict[str, float]:
     """Max abs difference of ONNX Runtime vs eager float32 PyTorch on CPU, per output."""
-    from blastscan.features import infer  # MOVE: blastscan.runtime.infer
+    from blastscan.runtime.infer import infer
 
     reference = infer(cpu_copy(model), images, batch_size=16, device=torch.device("cpu"))
     got = engine.infer(images, batch_size=16)
