@@ -1,7 +1,8 @@
-"""Compiled Darbellay-Vajda partition of one feature against many (numba).
+"""The compiled numba kernel of `adaptive_mi`: Darbellay-Vajda partitions of one feature
+against many, the "numba" engine of `AdaptiveMI`.
 
-The same estimator as the numpy path of `blastscan.selection.AdaptiveMI`, cell for cell: the
-same median cuts (`_median_cut`'s tie rule), the same chi-square statistic and threshold, the
+The same estimator as the numpy engine of `AdaptiveMI`, cell for cell: the same median cuts
+(`binning._median_cut`'s tie rule), the same chi-square statistic and threshold, the
 same rule that children of a cut cell with at most `threshold` samples are final, and the same
 cell information. Only the order in which cells are visited (depth first here, level by level
 there) and so the order of the final sum differ, which changes the result by rounding only.
@@ -43,7 +44,7 @@ def _popcount(v):
 
 @numba.njit(cache=True, inline="always")
 def _median_cut(med, below, upto, count):
-    """selection._median_cut for one cell: (last bin of the lower part, its size)."""
+    """binning._median_cut for one cell: (last bin of the lower part, its size)."""
     if below > 0 and (upto == count or abs(2 * below - count) < abs(2 * upto - count)):
         return med - 1, below
     return med, upto
@@ -51,7 +52,7 @@ def _median_cut(med, below, upto, count):
 
 @numba.njit(cache=True, inline="always")
 def _chi2_2x2(t0, t1, t2, t3):
-    """selection._chi2_2x2 for one table, the same operations in the same order."""
+    """cells._chi2_2x2 for one table, the same operations in the same order."""
     a, b, c, d = float(t0), float(t1), float(t2), float(t3)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
     if margins > 0:
@@ -61,7 +62,7 @@ def _chi2_2x2(t0, t1, t2, t3):
 
 @numba.njit(cache=True, inline="always")
 def _cell_information(count, nz, nx, n):
-    """selection._cell_information for one cell."""
+    """cells._cell_information for one cell."""
     c = float(count)
     return c / n * math.log(c * n / (float(nz) * nx))
 

@@ -1,4 +1,5 @@
-"""MRMR (fscmrmr) against a slow, literal reference, on constructed cases, and as an estimator."""
+"""MRMR (fscmrmr) against a slow, literal reference, on constructed cases, as an estimator,
+and on MATLAB's documentation example."""
 
 from __future__ import annotations
 
@@ -7,118 +8,14 @@ import math
 import numpy as np
 import pytest
 from helpers import ASSETS
-from scipy.stats import chi2, spearmanr
+from scipy.stats import spearmanr
+from selection_helpers import correlated_data, mixed_data, ref_dv, ref_relevance
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from blastscan.selection import (
-    ENGINES,
-    MRMR,
-    AdaptiveMI,
-    PluginMI,
-    adaptive_relevance,
-    equiprobable_bins,
-    plot_mrmr_scores,
-)
-
-ALPHA = 0.05
-
-# --------------------------------------------------------------------------------------------
-# Reference: one pair, one cell at a time, in plain Python
-
-
-def ref_bins(x: list[float], n_bins: int) -> list[int]:
-    """Distinct-value index when few, else floor(lowest rank * n_bins / n)."""
-    distinct = sorted(set(x))
-    if len(distinct) <= n_bins:
-        return [distinct.index(v) for v in x]
-    ranked = sorted(x)
-    return [ranked.index(v) * n_bins // len(x) for v in x]
-
-
-def ref_cut(values: list[int]) -> tuple[int, int]:
-    """Median cut of a cell: (last value of the lower part, its size), nearer to even halves."""
-    c = len(values)
-    med = sorted(values)[(c + 1) // 2 - 1]
-    upto = sum(v <= med for v in values)
-    below = sum(v < med for v in values)
-    if below > 0 and (upto == c or abs(2 * below - c) < abs(2 * upto - c)):
-        return med - 1, below
-    return med, upto
-
-
-def pearson(observed: list[list[int]]) -> float:
-    """Pearson chi-square of a contingency table, over its nonzero-expected cells."""
-    total = sum(map(sum, observed))
-    rows = [sum(r) for r in observed]
-    cols = [sum(c) for c in zip(*observed, strict=True)]
-    stat = 0.0
-    for i, r in enumerate(observed):
-        for j, o in enumerate(r):
-            e = rows[i] * cols[j] / total
-            if e > 0:
-                stat += (o - e) ** 2 / e
-    return stat
-
-
-def ref_dv(z: list[int], x: list[int], alpha: float = ALPHA) -> float:
-    """Darbellay-Vajda I(z; x): recursive 2x2 cuts at the cell's marginal medians."""
-    n, limit = len(z), chi2.ppf(1 - alpha, 3)
-
-    def info(points, z0, z1, x0, x1):
-        c = len(points)
-        if c == 0:
-            return 0.0
-        zc, zl = ref_cut([p[0] for p in points])
-        xc, xl = ref_cut([p[1] for p in points])
-        if 0 < zl < c and 0 < xl < c:
-            quads = [
-                [p for p in points if (p[0] > zc) == zh and (p[1] > xc) == xh]
-                for zh in (False, True)
-                for xh in (False, True)
-            ]
-            table = [[len(quads[0]), len(quads[1])], [len(quads[2]), len(quads[3])]]
-            if pearson(table) > limit:
-                ranges = [
-                    (z0, zc, x0, xc),
-                    (z0, zc, xc + 1, x1),
-                    (zc + 1, z1, x0, xc),
-                    (zc + 1, z1, xc + 1, x1),
-                ]
-                return sum(info(q, *r) for q, r in zip(quads, ranges, strict=True))
-        nz = sum(z0 <= v <= z1 for v in z)
-        nx = sum(x0 <= v <= x1 for v in x)
-        return c / n * math.log(c * n / (nz * nx))
-
-    return info(list(zip(z, x, strict=True)), 0, 255, 0, 255)
-
-
-def ref_relevance(x: list[int], y: list[int], alpha: float = ALPHA) -> float:
-    """I(x; y): x intervals cut at their median while the class mix differs (chi-square with
-    2 x classes - 1 degrees of freedom, Darbellay-Vajda's sub-cells minus one)."""
-    n, classes = len(x), sorted(set(y))
-    n_y = {c: y.count(c) for c in classes}
-
-    def info(members):
-        c = len(members)
-        cut, low = ref_cut([x[i] for i in members])
-        if 0 < low < c:
-            left = [i for i in members if x[i] <= cut]
-            right = [i for i in members if x[i] > cut]
-            table = [[sum(y[i] == k for i in part) for k in classes] for part in (left, right)]
-            seen = sum(a + b > 0 for a, b in zip(*table, strict=True))
-            if seen > 1 and pearson(table) > chi2.ppf(1 - alpha, 2 * seen - 1):
-                return info(left) + info(right)
-        out = 0.0
-        for k in classes:
-            nk = sum(y[i] == k for i in members)
-            if nk:
-                out += nk / n * math.log(nk * n / (c * n_y[k]))
-        return out
-
-    return info(list(range(n)))
+from blastscan.selection import ENGINES, MRMR, equiprobable_bins
 
 
 def ref_mrmr(relevance: list[float], mi: list[list[float]]) -> tuple[list[int], list[float]]:
@@ -148,25 +45,6 @@ def ref_mrmr(relevance: list[float], mi: list[list[float]]) -> tuple[list[int], 
     return chosen + [j for j in range(m) if relevance[j] <= 0], scores
 
 
-# --------------------------------------------------------------------------------------------
-# Data
-
-
-def mixed_data(seed: int, n: int = 240, m: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Correlated features with ties, a 3-valued one, a constant one, a class signal and one
-    feature informative but only weakly dependent on the others."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    f = rng.normal(size=(n, 2)) + y[:, None] * 1.2
-    X = f @ rng.normal(size=(2, m)) + rng.normal(size=(n, m)) * rng.uniform(0.2, 2, m)
-    X[:, 1] = rng.integers(0, 3, n)
-    X[:, 2] = np.maximum(X[:, 2], 0.3)
-    X[:, 3] = 1.0
-    X[:, 4] = np.round(X[:, 4], 1)
-    X[:, 5] = (y == 0) + rng.normal(size=n) * 0.5
-    return X, y
-
-
 def informative(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 4, n)
@@ -175,34 +53,6 @@ def informative(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Ge
 
 # --------------------------------------------------------------------------------------------
 # Against the reference
-
-
-@pytest.mark.parametrize("n_bins", [4, 16, 256])
-def test_bins_match_reference(n_bins):
-    X, _ = mixed_data(0, n=60)
-    got = equiprobable_bins(X, n_bins)
-    for j in range(X.shape[1]):
-        assert got[:, j].tolist() == ref_bins(X[:, j].tolist(), n_bins)
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("seed", range(4))
-def test_adaptive_mi_matches_reference(seed, engine):
-    X, _ = mixed_data(seed)
-    bins = equiprobable_bins(X, [256, 16, 8, 256][seed])
-    mi = AdaptiveMI(bins, engine=engine)
-    cols = [bins[:, j].tolist() for j in range(bins.shape[1])]
-    for z in range(bins.shape[1]):
-        others = np.delete(np.arange(bins.shape[1]), z)
-        want = [ref_dv(cols[z], cols[x]) for x in others]
-        np.testing.assert_allclose(mi(z, others), want, rtol=0, atol=1e-12)
-
-
-def test_relevance_matches_reference():
-    X, y = mixed_data(5, n=300)
-    bins = equiprobable_bins(X)
-    want = [ref_relevance(bins[:, j].tolist(), y.tolist()) for j in range(X.shape[1])]
-    np.testing.assert_allclose(adaptive_relevance(bins, y), want, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -232,13 +82,6 @@ def test_near_copy_ranks_after_an_independent_informative_feature():
     ranking = MRMR().fit(X, y).ranking_.tolist()
     assert ranking[0] in (0, 2)
     assert ranking.index(3) < ranking.index(0 if ranking[0] == 2 else 2)
-
-
-def test_plugin_bias_makes_independent_features_look_redundant():
-    rng = np.random.default_rng(0)
-    bins = equiprobable_bins(rng.normal(size=(3256, 3)))
-    assert AdaptiveMI(bins)(0, np.array([1, 2])).max() < 0.01
-    assert PluginMI(bins)(0, np.array([1, 2])).min() > 2.5  # truth is 0
 
 
 def test_noise_ranks_after_every_informative_feature():
@@ -326,39 +169,13 @@ def test_plugin_estimator_fits():
     assert sorted(sel.ranking_.tolist()) == list(range(X.shape[1]))
 
 
-def test_plot_mrmr_scores_writes_png(tmp_path):
-    scores = np.array([0.9, np.inf, 0.3, 0.1, 0.0])
-    path = plot_mrmr_scores(scores, 0.25, tmp_path / "fig" / "mrmr.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 @parametrize_with_checks([MRMR(), MRMR(n_features=2), MRMR(estimator="plugin")])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
 # --------------------------------------------------------------------------------------------
-# Threads
-
-
-def correlated_data(seed: int, n: int = 800, m: int = 120) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy copies of one class-dependent factor (deep partitions), with a 3-class y."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    factor = rng.normal(size=(n, 1)) + y[:, None]
-    return factor + rng.uniform(0.05, 1.0, m) * rng.normal(size=(n, m)), y
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-def test_threads_give_the_same_mutual_information_bit_for_bit(engine):
-    X, _ = correlated_data(0)
-    bins = equiprobable_bins(X)
-    cand = np.arange(1, X.shape[1])
-    one = AdaptiveMI(bins, engine=engine)(0, cand)
-    assert one.min() > 0.1 and one.max() > 0.7  # deep partitions: every level is exercised
-    for threads in (2, 3):
-        mi = AdaptiveMI(bins, n_threads=threads, engine=engine)
-        np.testing.assert_array_equal(mi(0, cand), one)
+# Threads and engines
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -368,48 +185,6 @@ def test_n_jobs_does_not_change_the_ranking_or_scores(engine):
     two = MRMR(n_jobs=2, engine=engine).fit(X, y)
     np.testing.assert_array_equal(two.ranking_, one.ranking_)
     np.testing.assert_array_equal(two.scores_, one.scores_)
-
-
-# --------------------------------------------------------------------------------------------
-# The compiled kernel against the numpy engine
-
-
-def assert_same_mi(bins: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
-    """Every pair's I(z; x) from both engines: the same zeros, the rest within rounding."""
-    fast, slow = AdaptiveMI(bins, alpha, engine="numba"), AdaptiveMI(bins, alpha, engine="numpy")
-    values = []
-    for z in range(bins.shape[1]):
-        cand = np.delete(np.arange(bins.shape[1]), z)
-        a, b = fast(z, cand), slow(z, cand)
-        np.testing.assert_array_equal(a == 0, b == 0)
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
-        values.append(b)
-    return np.concatenate(values)
-
-
-@pytest.mark.parametrize(
-    ("make", "n_bins", "alpha"),
-    [
-        (lambda: correlated_data(2, n=800, m=30)[0], 256, ALPHA),  # deep partitions
-        (lambda: correlated_data(3, n=517, m=20)[0], 256, 0.5),  # small cells open (n % 64 != 0)
-        (lambda: mixed_data(6, n=333, m=12)[0], 256, ALPHA),  # ties, constant, 3 values
-        (lambda: mixed_data(7, n=300, m=12)[0], 6, 0.2),  # few bins: heavy ties
-        (lambda: correlated_data(4, n=40, m=10)[0], 256, 0.9),  # tiny n, nearly every cut
-    ],
-)
-def test_numba_engine_matches_numpy_engine(make, n_bins, alpha):
-    values = assert_same_mi(equiprobable_bins(make(), n_bins), alpha)
-    assert (values > 0).any()
-
-
-def test_numba_engine_matches_numpy_engine_on_heavy_ties():
-    """ReLU-like features: half the samples share the lowest bin, so median cuts hit ties."""
-    rng = np.random.default_rng(8)
-    factor = rng.normal(size=(1200, 1))
-    X = np.maximum(factor + rng.uniform(0.1, 1.5, 16) * rng.normal(size=(1200, 16)), 0)
-    X[:, 3] = np.round(X[:, 3], 1)
-    values = assert_same_mi(equiprobable_bins(X))
-    assert (values > 0.3).any()
 
 
 def test_engines_give_the_same_ranking_and_scores():
