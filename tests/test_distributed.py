@@ -100,8 +100,8 @@ def test_two_process_extract_writes_the_single_process_file(tmp_path: Path):
 
 @pytest.mark.slow
 def test_two_process_predict_writes_the_single_process_results(tmp_path: Path):
-    from PIL import Image
     from bundle_helpers import tiny_bundle
+    from PIL import Image
 
     from blastscan.data.synthetic import synthetic_smears
 

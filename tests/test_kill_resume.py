@@ -27,7 +27,7 @@ from helpers import make_image_folder
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from blastscan.io import is_temporary
+from blastscan.outputs import is_temporary
 
 EPOCHS = 2
 TRAIN_OPTIONS = [
@@ -169,7 +169,7 @@ def test_a_torn_checkpoint_loads_the_epoch_of_its_tensors(tmp_path: Path):
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path: Path):
-    from blastscan.io import remove_stale_temporaries
+    from blastscan.outputs import remove_stale_temporaries
 
     keep = [tmp_path / "config.json", tmp_path / "checkpoints" / "last.safetensors"]
     stale = [

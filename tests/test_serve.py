@@ -20,8 +20,8 @@ from PIL import Image
 
 from blastscan import serve as S
 from blastscan.bundle import load_bundle
-from blastscan.errors import BlastscanError
 from blastscan.data.synthetic import synthetic_smears
+from blastscan.errors import BlastscanError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from blastscan.data import to_float_tensor
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write, atomic_write_json, check_output_dir
+from blastscan.outputs import atomic_write, atomic_write_json, check_output_dir
 
 if TYPE_CHECKING:
     from blastscan.bundle import Bundle

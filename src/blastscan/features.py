@@ -15,7 +15,7 @@ import torch
 
 from blastscan.data import to_float_tensor
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_save_npz, check_output_file
+from blastscan.outputs import atomic_save_npz, check_output_file
 
 
 @dataclass

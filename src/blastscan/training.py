@@ -32,15 +32,15 @@ from blastscan.distributed import (
 )
 from blastscan.errors import BlastscanError
 from blastscan.features import infer
-from blastscan.io import (
+from blastscan.models import darknet19
+from blastscan.models.stain import input_norm_name
+from blastscan.outputs import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
     remove_stale_temporaries,
     to_json,
 )
-from blastscan.models import darknet19
-from blastscan.models.stain import input_norm_name
 
 log = logging.getLogger("blastscan.train")
 

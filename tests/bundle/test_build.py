@@ -14,8 +14,8 @@ from bundle_helpers import CLASSES, tiny_meta, tiny_model
 
 from blastscan.bundle import CARD, MANIFEST, load_bundle, write_cnn_bundle
 from blastscan.bundle.heads import HEAD_CNN
-from blastscan.errors import BlastscanError
 from blastscan.data.synthetic import synthetic_smears
+from blastscan.errors import BlastscanError
 
 
 def _fake_run(root: Path) -> tuple[Path, Path]:

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from blastscan.bundle import MANIFEST, ONNX, load_bundle
 from blastscan.cli import app
-from blastscan.errors import BlastscanError
 from blastscan.data.synthetic import synthetic_smears
+from blastscan.errors import BlastscanError
 
 
 @pytest.fixture(scope="module")

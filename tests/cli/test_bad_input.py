@@ -549,7 +549,7 @@ def test_outputs_that_cannot_be_written_fail_first_and_in_one_line(tmp_path: Pat
 
 
 def test_written_files_get_the_umask_mode_not_a_private_one(tmp_path: Path):
-    from blastscan.io import atomic_write_text, umask
+    from blastscan.outputs import atomic_write_text, umask
 
     atomic_write_text(tmp_path / "r.json", "{}")
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask()

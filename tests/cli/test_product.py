@@ -11,8 +11,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def sixty_smears(tmp_path_factory):
     """A bundle and a folder of 60 images: more rows than the table shows beside --out."""
-    from PIL import Image
     from bundle_helpers import tiny_bundle
+    from PIL import Image
 
     from blastscan.data.synthetic import synthetic_smears
 

@@ -7,11 +7,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from blastscan.cli import app
+from blastscan.data.synthetic import synthetic_smears
 from blastscan.errors import BlastscanError
 from blastscan.predict import (
     collect_images,
     predict_files,
-
 )
 
 

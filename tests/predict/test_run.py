@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from blastscan.bundle import load_bundle
 from blastscan.cli import app
+from blastscan.data.synthetic import synthetic_smears
 from blastscan.predict import (
     predict_files,
-
 )
 
 

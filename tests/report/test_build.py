@@ -2,7 +2,7 @@
 
 import json
 
-from blastscan.io import atomic_write_json
+from blastscan.outputs import atomic_write_json
 from blastscan.report import write_report
 
 

@@ -9,8 +9,8 @@ NAMES = ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
 
 def test_calibration_and_segmented_coverage_sections(tmp_path):
     """A Segmented run with a CNN trained on Original: warning, reliability figure, coverage."""
-    from blastscan.evaluation.calibration import holdout_calibration
     from blastscan.data import coverage_summary
+    from blastscan.evaluation.calibration import holdout_calibration
 
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(4), 20)

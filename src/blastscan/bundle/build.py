@@ -178,9 +178,9 @@ def _split_features(
     """Deep features, labels and images of the run's training (capped per class), validation
     and, if `test`, all its held-out test images (else an empty part)."""
     from blastscan import data as D
-    from blastscan.runtime.infer import infer
-    from blastscan.runtime.device import pick_device
     from blastscan.progress import progress_bar
+    from blastscan.runtime.device import pick_device
+    from blastscan.runtime.infer import infer
 
     dataset, indices = D.run_split(run, data_dir, meta)
     rng = np.random.default_rng(0)

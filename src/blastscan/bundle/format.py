@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write_bytes, atomic_write_json, umask
+from blastscan.outputs import atomic_write_bytes, atomic_write_json, umask
 
 FORMAT = "blastscan-bundle"
 FORMAT_VERSION = 1

@@ -34,8 +34,8 @@ def extract(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
-    from blastscan.runtime.distributed import is_main_process
     from blastscan.features import extract as run_extract
+    from blastscan.runtime.distributed import is_main_process
 
     path = run_extract(
         model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine
@@ -67,7 +67,7 @@ def select(
     import time
 
     from blastscan.features import load_features
-    from blastscan.io import atomic_write_json, check_output_file
+    from blastscan.outputs import atomic_write_json, check_output_file
     from blastscan.selection import ESTIMATORS, MRMR, figure_format, plot_mrmr_scores
 
     check_output_file(out, (".json",))
@@ -128,9 +128,9 @@ def evaluate(
 
     from blastscan.classify import PRESETS
     from blastscan.evaluation import evaluate_feature_sets
-    from blastscan.features import load_features
-    from blastscan.io import atomic_write_json, check_output_dir
     from blastscan.evaluation.protocols import paper_protocol
+    from blastscan.features import load_features
+    from blastscan.outputs import atomic_write_json, check_output_dir
     from blastscan.report import write_report
     from blastscan.selection import MRMR
 

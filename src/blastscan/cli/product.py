@@ -99,10 +99,10 @@ def predict(
     from rich.console import Console
 
     from blastscan.bundle import load_bundle
-    from blastscan.runtime.distributed import is_main_process
-    from blastscan.io import check_output_file
+    from blastscan.outputs import check_output_file
     from blastscan.predict import csv_text, predict_sharded, results_table, write_results
     from blastscan.progress import progress_bar
+    from blastscan.runtime.distributed import is_main_process
 
     to_stdout = out == Path("-")
     if quiet and out is None:

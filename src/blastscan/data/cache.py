@@ -16,7 +16,7 @@ import numpy as np
 
 from blastscan.data.files import Dataset
 from blastscan.data.images import load_image_array
-from blastscan.io import atomic_save_npy
+from blastscan.outputs import atomic_save_npy
 
 
 def default_cache_dir() -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 
 from blastscan.data.images import open_rgb
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write
+from blastscan.outputs import atomic_write
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 

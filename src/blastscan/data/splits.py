@@ -11,7 +11,7 @@ import numpy as np
 
 from blastscan.data.files import Dataset, scan_dataset
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write_text
+from blastscan.outputs import atomic_write_text
 
 
 def stratified_group_split(

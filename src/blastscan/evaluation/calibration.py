@@ -26,7 +26,7 @@ import numpy as np
 
 from blastscan.classify import make_classifier
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write, atomic_write_json
+from blastscan.outputs import atomic_write, atomic_write_json
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from blastscan.evaluation.stats import proportion
-from blastscan.io import atomic_write
+from blastscan.outputs import atomic_write
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -94,7 +94,7 @@ def save_darknet_weights(
         )
         tensors.append(conv.weight)
         parts.extend(t.detach().cpu().numpy().astype("<f4").tobytes() for t in tensors)
-    from blastscan.io import atomic_write_bytes
+    from blastscan.outputs import atomic_write_bytes
 
     atomic_write_bytes(Path(path), b"".join(parts))
 

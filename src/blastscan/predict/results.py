@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from blastscan.bundle.heads import HEAD_CNN
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write_text, to_json
+from blastscan.outputs import atomic_write_text, to_json
 from blastscan.predict.run import PredictRun
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from blastscan.io import atomic_write_text
+from blastscan.outputs import atomic_write_text
 from blastscan.report.blocks import Block
 from blastscan.report.paper import PAPER
 from blastscan.report.render import render_html, render_markdown

@@ -20,8 +20,8 @@ def calibration_block(
     The SVM is fitted on all deep features of the 70% (mRMR at the paper's threshold keeps all
     of them anyway), standardised inside the pipeline, so no test image reaches a fitted step.
     """
-    from blastscan.evaluation.calibration import holdout_calibration
     from blastscan.classify import PAPER_ROWS
+    from blastscan.evaluation.calibration import holdout_calibration
 
     figure = Path("figures") / "reliability_holdout.png"
     result = holdout_calibration(

@@ -16,9 +16,9 @@ import numpy as np
 
 from blastscan import __version__
 from blastscan.errors import BlastscanError
-from blastscan.features import extract, load_features
-from blastscan.io import atomic_write_json
 from blastscan.evaluation.protocols import holdout_protocol, paper_protocol
+from blastscan.features import extract, load_features
+from blastscan.outputs import atomic_write_json
 from blastscan.reproduce.cnn import (
     check_subset,
     cnn_summary,

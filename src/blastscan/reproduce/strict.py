@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from blastscan.evaluation import classification_metrics
-from blastscan.features import extract, load_features
 from blastscan.evaluation.protocols import strict_protocol
+from blastscan.features import extract, load_features
 from blastscan.reproduce.cnn import run_split_indices, train_cnn
 from blastscan.reproduce.options import ReproduceOptions
 

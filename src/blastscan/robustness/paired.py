@@ -17,7 +17,7 @@ import numpy as np
 
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import mcnemar
-from blastscan.io import atomic_write_json, atomic_write_text, check_output_dir
+from blastscan.outputs import atomic_write_json, atomic_write_text, check_output_dir
 from blastscan.robustness.evaluate import evaluate_robustness, strength_label
 from blastscan.robustness.runs import held_out_images
 
@@ -59,8 +59,8 @@ def compare_runs(
     `perturbations` (as in `robustness.evaluate_robustness`; default: none) adds a comparison
     under each shift. Writes `compare.json` and `compare.md` under `out_dir` atomically.
     """
-    from blastscan.runtime.distributed import configure_threads
     from blastscan.runtime.device import pick_device
+    from blastscan.runtime.distributed import configure_threads
     from blastscan.training import load_trained_model
 
     configure_threads()

@@ -18,7 +18,7 @@ import torch
 
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import proportion
-from blastscan.io import atomic_write_json, atomic_write_text, check_output_dir
+from blastscan.outputs import atomic_write_json, atomic_write_text, check_output_dir
 from blastscan.robustness.colour_swap import (
     COLOURS_FROM,
     class_colours,
@@ -76,8 +76,8 @@ def run_robustness(
     under `out_dir`, each atomically; returns the result.
     """
     from blastscan import data as D
-    from blastscan.runtime.distributed import configure_threads
     from blastscan.runtime.device import pick_device
+    from blastscan.runtime.distributed import configure_threads
     from blastscan.training import load_trained_model
 
     configure_threads()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from blastscan.errors import BlastscanError
-from blastscan.io import atomic_write
+from blastscan.outputs import atomic_write
 from blastscan.robustness.evaluate import strength_label
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writing: every file blastscan writes appears complete or not at all."""
+"""Writing outputs safely: every file blastscan writes appears complete or not at all, JSON
+without bare NaN, and output paths checked before any work starts."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blastscan.io import atomic_write_json, to_json
+from blastscan.outputs import atomic_write_json, to_json
 
 
 def _strict(text: str):
