@@ -1,0 +1,1 @@
+"""What runs a network on a device: picking the device, batched inference, torchrun ranks."""
