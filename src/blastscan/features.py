@@ -1,102 +1,20 @@
-"""Deep features and logits of a trained DarkNet-19 for every image, batched.
+"""Deep features and logits of a trained DarkNet-19 for every image of a dataset, in a file.
 
-Training's validation, `extract` and `predict` all run the network through `infer`, so the
-images reach the model the same way everywhere.
+`extract` runs the network through `runtime.infer` (as training's validation and `predict`
+do), on the fastest engine for the device, and writes the rows with `save_features`;
+`load_features` reads such a file back, checking it is usable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from blastscan.data import to_float_tensor
 from blastscan.errors import BlastscanError
 from blastscan.outputs import atomic_save_npz, check_output_file
-
-
-@dataclass
-class Inference:
-    features: np.ndarray  # (N, 1000) float32: pooled conv19, the paper's deep features
-    logits: np.ndarray  # (N, K) float32
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        z = self.logits - self.logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """The device asked for, checked here: torch itself fails late, with an assertion or trace."""
-    if not requested:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise BlastscanError(
-            f"--device {requested}: not a device torch knows; pass cpu, cuda or cuda:N "
-            "(or leave --device out)"
-        ) from exc
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise BlastscanError(
-                f"--device {requested}: this PyTorch has no CUDA (or no GPU is visible); "
-                "leave --device out or pass cpu"
-            )
-        if device.index is not None and device.index >= count:
-            raise BlastscanError(
-                f"--device {requested}: only {count} GPU(s) visible (cuda:0 to cuda:{count - 1}); "
-                "pass one of them, or leave --device out"
-            )
-    elif device.type == "mps" and not (
-        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    ):
-        raise BlastscanError(
-            f"--device {requested}: MPS (Apple GPU) is not available here; "
-            "leave --device out or pass cpu"
-        )
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise BlastscanError(
-            f"--device {requested}: blastscan runs on cpu, cuda or mps; "
-            "leave --device out or pass cpu"
-        )
-    return device
-
-
-@torch.inference_mode()
-def infer(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    batch_size: int = 64,
-    device: torch.device | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> Inference:
-    """Features and logits for (N, H, W, 3) uint8 images, in eval mode, in order."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    feats, logits = [], []
-    use_amp = device.type == "cuda"
-    for start in range(0, len(images), batch_size):
-        batch = to_float_tensor(images[start : start + batch_size], device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            f = model.features(batch)
-            z = model.head(f)
-        feats.append(f.float().cpu().numpy())
-        logits.append(z.float().cpu().numpy())
-        if on_batch:
-            on_batch(len(batch))
-    model.train(was_training)
-    k = getattr(model, "num_classes", 0)
-    return Inference(
-        np.concatenate(feats) if feats else np.zeros((0, 1000), np.float32),
-        np.concatenate(logits) if logits else np.zeros((0, k), np.float32),
-    )
+from blastscan.runtime.infer import Inference, infer
 
 
 def save_features(
@@ -135,7 +53,8 @@ def extract(
     rows and writes the one file, identical in order to a single-process run's.
     """
     from blastscan import data as D
-    from blastscan.distributed import (
+    from blastscan.progress import progress_bar
+    from blastscan.runtime.distributed import (
         configure_threads,
         finish,
         gather,
@@ -143,7 +62,6 @@ def extract(
         shard,
         unshard_rows,
     )
-    from blastscan.progress import progress_bar
     from blastscan.training import limit_per_class, load_trained_model
 
     check_output_file(out, (".npz",))
@@ -215,10 +133,10 @@ def _runner(
     _check_engine(engine)
     if engine == "torch" or (engine == "auto" and device.type != "cpu"):
         return lambda x, b, cb: infer(model, x, b, device, cb)
-    from blastscan.export import OnnxEngine, compare, onnx_bytes
+    from blastscan.runtime.onnx import OnnxEngine, onnx_bytes, onnx_parity
 
     onnx_engine = OnnxEngine(onnx_bytes(model, image_size)[0])
-    error = max(compare(model, onnx_engine, images[:8]).values()) if len(images) else 0.0
+    error = max(onnx_parity(model, onnx_engine, images[:8]).values()) if len(images) else 0.0
     failed = float(error > ONNX_TOLERANCE)
     if dist is not None:
         failed = dist.sum(failed)[0]  # ranks that failed the check: all ranks see the count

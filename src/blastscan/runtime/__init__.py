@@ -1,1 +1,1 @@
-"""Running networks: devices, batched inference, torchrun, and the ONNX Runtime engine."""
+"""What runs a network on a device: picking the device, batched inference, torchrun ranks."""

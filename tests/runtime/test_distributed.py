@@ -129,7 +129,7 @@ def test_two_process_predict_writes_the_single_process_results(tmp_path: Path):
 _FAULTS = """
 import resource, sys
 import numpy as np
-from blastscan.distributed import keep_freed_memory
+from blastscan.runtime.distributed import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 block = int(sys.argv[2])
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from blastscan.features import pick_device
+from blastscan.runtime.device import pick_device
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def keep_freed_memory() -> bool:
     m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
     # A threshold of -1 turns trimming off (man mallopt). The largest positive one, 2 GiB, only
     # raises it: more than 2 GiB freed at the heap's top is still handed back (a test frees
-    # 2.4 GB). DarkNet-19 at 224 px, batch 64, trained as fast with either (session 11).
+    # 2.4 GB). DarkNet-19 at 224 px, batch 64, trained as fast with either (docs/benchmarks.md).
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, -1))
 
 
