@@ -12,7 +12,7 @@ takes options, add_arguments(parser). Every number comes with a naive baseline m
 same run (interleaved with it where the benchmark repeats), and CNN numbers with their share of
 the matmul-bound floor: FLOPs per image / the fp32 matmul rate (best of the measurements at the
 start and at the end). The record names the host: CPU model and generation, cores, flags
-(avx2, avx512*, amx*), torch, onnxruntime and scikit-learn versions. See docs/benchmarks.md.
+(avx2, avx512*, amx*), torch, onnxruntime and scikit-learn versions. See docs/reference/benchmarks.md.
 """
 
 from __future__ import annotations

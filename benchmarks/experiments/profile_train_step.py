@@ -3,7 +3,7 @@
     python benchmarks/experiments/profile_train_step.py [--size 224] [--batch 64]
 
 The step is the one training.py takes on a CPU (channels_last, freed memory kept, SGD with
-momentum); two warm-up steps, then two profiled ones. docs/benchmarks.md.
+momentum); two warm-up steps, then two profiled ones. docs/reference/benchmarks.md.
 """
 
 import argparse

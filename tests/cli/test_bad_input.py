@@ -1,5 +1,5 @@
 """Bad and odd input: every case is handled (converted, rotated, skipped and reported) or is one
-line `error: <file>: <what>; <fix>` with exit code 2 and no traceback. docs/bad-input.md is the
+line `error: <file>: <what>; <fix>` with exit code 2 and no traceback. docs/reference/bad-input.md is the
 table of these cases.
 
 One tiny training run (module fixture, through the CLI) covers the dataset cases at once: its

@@ -205,7 +205,7 @@ def test_invalid_n_jobs_raise(n_jobs):
 
 
 # --------------------------------------------------------------------------------------------
-# MATLAB's documentation example: fscmrmr on UCI ionosphere (docs/mrmr.md, "Fidelity")
+# MATLAB's documentation example: fscmrmr on UCI ionosphere (docs/reference/selection.md, "Fidelity")
 
 IONOSPHERE = ASSETS / "ionosphere.csv"
 # [idx, scores] = fscmrmr(X, Y) as MATLAB prints it (1-based; the first 30 of 34 of each)
@@ -240,7 +240,7 @@ def test_ionosphere_agrees_with_matlab_where_it_does(ionosphere):
 def test_ionosphere_matlab_scores_cannot_be_miq(ionosphere):
     """Feature 1 is binary, so I(x1; y) is the plug-in value of its 2 x 2 table whatever the
     estimator, and any partition estimate of I(x1; z) is at most ln 2: its MIQ is at least
-    I(x1; y) / ln 2, yet MATLAB scores it 0.0662 (docs/mrmr.md, "Fidelity")."""
+    I(x1; y) / ln 2, yet MATLAB scores it 0.0662 (docs/reference/selection.md, "Fidelity")."""
     rows = np.loadtxt(IONOSPHERE, delimiter=",", dtype=str)
     x1, good = rows[:, 0].astype(float), rows[:, 34] == "g"
     table = np.array([[np.sum((x1 == v) & (good == g)) for g in (0, 1)] for v in (0, 1)])

@@ -1,6 +1,6 @@
 """The bundle's file format: its file names, bundle.json, hashes and the atomic writes.
 
-Layout (see docs/bundle.md): `bundle.json` (format, classes, input, versions, metrics and the
+Layout (see docs/reference/bundle.md): `bundle.json` (format, classes, input, versions, metrics and the
 sha256 of every other file), `MODEL_CARD.md`, `model.safetensors` (CNN weights), optionally
 `ood.safetensors` (OOD detector), `classical.safetensors` + `classifier.skops` (mRMR columns,
 scaler, classifier) and `model.onnx`. Every file is read once and checked against its sha256

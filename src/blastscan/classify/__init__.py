@@ -1,7 +1,7 @@
 """MATLAB Classification Learner presets as scikit-learn pipelines.
 
 The paper trained its classifiers in MATLAB's Classification Learner, so each preset here mirrors
-the options that app's generated code passes (see docs/classifiers.md for the mapping and the
+the options that app's generated code passes (see docs/reference/classifiers.md for the mapping and the
 sources). Every preset becomes `Pipeline([select?, StandardScaler, classifier])`: MATLAB
 standardises by default, and doing it inside the pipeline means cross-validation fits the scaler
 (and any selector) on the training folds only.

@@ -34,7 +34,7 @@ def _accelerated_class(module: str, name: str, fallback: type) -> type:
     Opt-in, because measured here it does not pay and it breaks bundles: Fine KNN's 10-fold CV
     took 0.9-0.8x the time of plain scikit-learn (same accuracy), and skops aborts the whole
     process ("no pybind11-registered base types") when a bundle saves an sklearnex KNN.
-    See docs/benchmarks.md, "Classical stage".
+    See docs/reference/benchmarks.md, "Classical stage".
     """
     if os.environ.get("BLASTSCAN_SKLEARNEX") != "1":
         return fallback
@@ -91,7 +91,7 @@ class Float32MLPClassifier(MLPClassifier):
     process: 19 s with every core, 4.4 s with one thread), and float32 input roughly halves
     the rest (2.2 s; scipy hands float64 weights back, so those stay float64). Cross-validation
     already runs one fold per core with one BLAS thread each. Accuracy is unchanged within
-    noise (docs/benchmarks.md, "Classical stage").
+    noise (docs/reference/benchmarks.md, "Classical stage").
     """
 
     def fit(self, X: Any, y: Any) -> Float32MLPClassifier:
@@ -229,7 +229,7 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-# Which preset stands for each row of the paper's Table 2; docs/classifiers.md says why.
+# Which preset stands for each row of the paper's Table 2; docs/reference/classifiers.md says why.
 PAPER_ROWS: dict[str, str] = {
     "SVM": "Cubic SVM",
     "ANN": "Wide Neural Network",

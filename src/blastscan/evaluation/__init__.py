@@ -8,7 +8,7 @@
 - `calibration`: ECE and reliability diagrams (import `blastscan.evaluation.calibration`).
 
 Everything returned is plain JSON-able data (floats, ints, lists, dicts), so the caller can
-write it straight into metrics.json (schema: docs/metrics.md).
+write it straight into metrics.json (schema: docs/reference/metrics.md).
 """
 
 from __future__ import annotations

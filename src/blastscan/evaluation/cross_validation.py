@@ -2,7 +2,7 @@
 
 Every fitted step (scaler, selector, classifier) sees only its fold's training rows; folds run
 in parallel processes. Everything returned by `evaluate_feature_sets` is plain JSON-able data,
-so the caller can write it straight into metrics.json (schema: docs/metrics.md).
+so the caller can write it straight into metrics.json (schema: docs/reference/metrics.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Accuracy and per-class metrics with Wilson intervals, and the confusion-matrix figure.
 
-Everything returned is plain JSON-able data (schema: docs/metrics.md).
+Everything returned is plain JSON-able data (schema: docs/reference/metrics.md).
 """
 
 from __future__ import annotations

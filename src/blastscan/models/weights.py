@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from blastscan.errors import BlastscanError
-from blastscan.models.darknet19 import DarkNet19
 
+# Loaders take any module with DarkNet19's `conv_layers()` (the cfg order of its convolutions),
+# so this file does not import the architecture that calls it.
 HEADER_DTYPE = np.dtype("<i4")
 
 
-def _expected_floats(model: DarkNet19) -> int:
+def _expected_floats(model: nn.Module) -> int:
     total = 0
     for conv, bn in model.conv_layers():
         total += conv.weight.numel() + conv.out_channels  # weights + biases (or BN betas)
@@ -45,7 +47,7 @@ def _read_header(raw: bytes, path: Path) -> tuple[tuple[int, int, int, int], int
     return (int(major), int(minor), int(revision), seen), offset
 
 
-def load_darknet_weights(model: DarkNet19, path: str | Path) -> tuple[int, int, int, int]:
+def load_darknet_weights(model: nn.Module, path: str | Path) -> tuple[int, int, int, int]:
     """Load a Darknet `.weights` file into the conv layers; the K-class head stays as it is.
 
     Returns the header (major, minor, revision, seen). A file of the wrong size is an error
@@ -81,7 +83,7 @@ def load_darknet_weights(model: DarkNet19, path: str | Path) -> tuple[int, int, 
 
 
 def save_darknet_weights(
-    model: DarkNet19, path: str | Path, header: tuple[int, int, int, int] = (0, 2, 0, 0)
+    model: nn.Module, path: str | Path, header: tuple[int, int, int, int] = (0, 2, 0, 0)
 ) -> None:
     """Write the conv layers in Darknet's `.weights` format (the head is not part of it)."""
     major, minor, revision, seen = header
@@ -99,7 +101,7 @@ def save_darknet_weights(
     atomic_write_bytes(Path(path), b"".join(parts))
 
 
-def load_safetensors_weights(model: DarkNet19, path: str | Path, strict_head: bool = False) -> None:
+def load_safetensors_weights(model: nn.Module, path: str | Path, strict_head: bool = False) -> None:
     """Load a PyTorch state dict saved as safetensors (ours or converted from elsewhere).
 
     A head whose class count differs from the model's is skipped, so a checkpoint trained on
@@ -126,7 +128,7 @@ def load_safetensors_weights(model: DarkNet19, path: str | Path, strict_head: bo
         )
 
 
-def load_pretrained(model: DarkNet19, path: str | Path) -> None:
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
     """Dispatch on the file: `.safetensors` checkpoints or Darknet `.weights` files."""
     path = Path(path)
     if not path.is_file():

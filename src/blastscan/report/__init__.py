@@ -2,7 +2,7 @@
 
 `write_report` renders one list of blocks twice, to report.md (figures linked) and to a
 self-contained report.html (figures embedded as base64), so the two never disagree. It reads
-the metrics.json structure documented in docs/metrics.md; any protocol present under
+the metrics.json structure documented in docs/reference/metrics.md; any protocol present under
 metrics["protocols"] gets its own columns, so strict/holdout/group protocols sit beside the
 paper's. Paper numbers we do not have are shown as NA, never guessed.
 

@@ -159,7 +159,7 @@ def _table2_section(metrics: dict[str, Any]) -> list[Block]:
         _h(2, "Table 2: accuracy per classifier, all vs selected features"),
         Block("table", Table(header, rows, "Pooled out-of-fold accuracy, % (95% CI).")),
         _p(
-            "The paper names its classifiers by family only; docs/classifiers.md explains which "
+            "The paper names its classifiers by family only; docs/reference/classifiers.md explains which "
             "MATLAB Classification Learner preset stands for each row. Every preset we ran is "
             "listed below, so a different preset choice can be read off directly."
         ),

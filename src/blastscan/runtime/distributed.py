@@ -40,7 +40,7 @@ def keep_freed_memory() -> bool:
     glibc serves blocks that large with mmap and unmaps them on free, so every step
     page-faults gigabytes of fresh, kernel-zeroed memory: 2.7 s of system time per batch of
     64 here, over a third of the step. With mmap and trimming off, freed blocks stay in the
-    heap and later steps reuse them (1.3x faster training at 224 px, docs/benchmarks.md).
+    heap and later steps reuse them (1.3x faster training at 224 px, docs/reference/benchmarks.md).
     The price is memory: the heap keeps its fragments (peak RSS about 1.5x) and the process
     holds its peak until it exits: right for a training run, wrong for a server, so only
     training calls it. No library does this in-process
@@ -56,7 +56,7 @@ def keep_freed_memory() -> bool:
     m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
     # A threshold of -1 turns trimming off (man mallopt). The largest positive one, 2 GiB, only
     # raises it: more than 2 GiB freed at the heap's top is still handed back (a test frees
-    # 2.4 GB). DarkNet-19 at 224 px, batch 64, trained as fast with either (docs/benchmarks.md).
+    # 2.4 GB). DarkNet-19 at 224 px, batch 64, trained as fast with either (docs/reference/benchmarks.md).
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, -1))
 
 

@@ -39,7 +39,7 @@ def onnx_bytes(model: torch.nn.Module, image_size: int, opset: int = OPSET) -> t
 
     The TorchScript-based exporter goes first: on DarkNet-19 it is 3-15x faster than
     torch.export (dynamo), whose ~10 s `extract --engine auto` paid on every run
-    (benchmarks/bench_onnx_export.py; docs/benchmarks.md).
+    (benchmarks/bench_onnx_export.py; docs/reference/benchmarks.md).
     Dynamo is the fallback for a model or torch version the legacy exporter fails on. Either
     graph is checked against eager PyTorch by the caller before it is used.
     """

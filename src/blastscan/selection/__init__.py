@@ -8,7 +8,7 @@ Two mutual-information estimators exist because the obvious one is wrong here. T
 "adaptive" (`adaptive_mi`), is the one fscmrmr documents: each pair gets an adaptive bivariate
 partition (Darbellay & Vajda, 1999). "plugin" (`plugin_mi`), the plain estimate on the fixed
 256 x 256 grid, is badly biased at a few thousand samples (two independent features look about
-3 nats redundant, docs/mrmr.md) and is kept only to measure that.
+3 nats redundant, docs/reference/selection.md) and is kept only to measure that.
 
 No library implements the Darbellay-Vajda partition, so it is written here twice: the default
 engine "numba" (`adaptive_mi_kernel`, one pair at a time, candidates spread over threads) and
@@ -17,7 +17,7 @@ cut the same cells at the same medians and tests; only the order of the final su
 (rounding, about 1e-15 relative), and neither result depends on the number of threads.
 
 `scores_` is the MIQ at selection. MATLAB's `scores` are on another, smaller scale that no
-definition tried reproduces (docs/mrmr.md, "Fidelity to MATLAB"). Figure 5: `plot`.
+definition tried reproduces (docs/reference/selection.md, "Fidelity to MATLAB"). Figure 5: `plot`.
 """
 
 from blastscan.selection.adaptive_mi import ENGINES, AdaptiveMI, adaptive_relevance

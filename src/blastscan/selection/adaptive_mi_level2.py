@@ -7,7 +7,7 @@ medians, 2x2 counts and tests, then the samples of the third level's open cells,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,6 @@ from blastscan.selection.cells import (
     _quadrant_table,
 )
 
-if TYPE_CHECKING:
-    from blastscan.selection.adaptive_mi import AdaptiveMI
-
 
 class _Level2:
     """Second level of many Darbellay-Vajda partitions at once: the four root quadrants.
@@ -35,7 +32,8 @@ class _Level2:
     x order for x medians. Quadrant q = 2 * (z high) + (x high).
     """
 
-    def __init__(self, dv: AdaptiveMI, z: int, cand: np.ndarray, table: np.ndarray) -> None:
+    def __init__(self, dv: Any, z: int, cand: np.ndarray, table: np.ndarray) -> None:
+        # dv: the AdaptiveMI whose pairs these are (typed Any: adaptive_mi imports this module)
         self.dv, self.z, self.cand, self.count = dv, z, cand, table
         self.k, self.n = len(cand), dv.n
         self.rows = np.arange(self.k)

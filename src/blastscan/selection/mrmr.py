@@ -142,7 +142,7 @@ class MRMR(SelectorMixin, BaseEstimator):
     scores_ : ndarray, per feature in input order: MIQ when picked, relevance for the first
         pick, inf for zero-redundancy picks, 0 for zero relevance. The first pick's score and
         the zeros are as in fscmrmr's ``scores``; MATLAB's other scores are on a smaller scale
-        that is provably not the MIQ and that no definition tried reproduces (docs/mrmr.md,
+        that is provably not the MIQ and that no definition tried reproduces (docs/reference/selection.md,
         "Fidelity to MATLAB"), so a threshold tuned on MATLAB scores does not carry over.
     relevance_ : ndarray, I(x; y) per feature, nats.
     redundancy_ : ndarray, mean I(x; z) over the features selected before x, per feature.

@@ -1,7 +1,7 @@
 """Plug-in mutual information on the fixed grid of bins (kept to measure its bias).
 
 At a few thousand samples the plug-in estimate on the 256 x 256 grid makes two independent
-features look about 3 nats redundant (docs/mrmr.md), so it is only the "plugin" estimator of
+features look about 3 nats redundant (docs/reference/selection.md), so it is only the "plugin" estimator of
 `MRMR`, for comparison with the adaptive one.
 """
 

@@ -111,7 +111,7 @@ def load_trained_model(run_or_checkpoint: str | Path, which: str = "final", opti
     if stale:
         log.warning(
             "%s: its batch-norm statistics were computed over %s, which costs accuracy "
-            "(docs/results.md, 'Correction'); to recompute them: delete the run's "
+            "(CHANGELOG.md, 2026-11-25, Fixed); to recompute them: delete the run's "
             "checkpoints/final.* and run blastscan train --data DIR --out RUN --resume",
             ckpt,
             stale,
