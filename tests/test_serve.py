@@ -61,7 +61,7 @@ def test_predict_returns_classes_probabilities_and_grad_cam(client):
     response = client.post("/api/predict", files={"file": ("smear.png", png(), "image/png")})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["predicted"] in DISPLAY and body["filename"] == "smear.png"
+    assert body["nearest"] in DISPLAY and body["filename"] == "smear.png"
     assert set(body["probabilities"]) == set(DISPLAY)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
     assert body["head"] == "features+classifier" and isinstance(body["ood"], bool)

@@ -173,6 +173,7 @@ def create_app(
             "input_size": model.image_size,
             "decides": model.default_head,
             "ood": model.ood is not None,
+            "ood_check": "on" if model.ood is not None else "unchecked: no OOD detector",
             "engine": engine,
             "format_version": model.manifest["format_version"],
         }
@@ -256,7 +257,16 @@ def render_page(bundle: Bundle, max_upload_bytes: int) -> str:
         .replace("__CLASSES__", html.escape(", ".join(bundle.display_names)))
         .replace("__LIMIT__", f"{max_upload_bytes / 1024 / 1024:.0f} MiB")
         .replace("__CONFIG__", json.dumps(config))
+        .replace("__UNCHECKED__", "" if bundle.ood is not None else UNCHECKED_BANNER)
     )
+
+
+# Shown on the page of a bundle without an OOD detector (older versions, or --cnn-only).
+UNCHECKED_BANNER = (
+    '<p class="ood" id="unchecked">This bundle has no out-of-distribution detector: every image '
+    "gets one of the classes above, however unlike a smear it is. Rebuild it with "
+    "<code>blastscan bundle RUN --out DIR --data DATA</code>.</p>\n"
+)
 
 
 def header_deadline_protocol(seconds: float = HEADER_TIMEOUT_S):
@@ -369,7 +379,7 @@ PAGE = """<!doctype html>
 <h1>blastscan: __TITLE__</h1>
 <p>Classes: __CLASSES__.
  <span class="note">Research use only; not a diagnostic device.</span></p>
-<form id="upload">
+__UNCHECKED__<form id="upload">
  <input type="file" id="files" name="file" accept="image/*" multiple>
  <button type="submit" id="go">Predict</button>
  <div><small>JPEG, PNG, BMP, TIFF or WebP; at most __LIMIT__ per image.</small></div>
@@ -389,8 +399,10 @@ function card(r) {
   const rows = Object.entries(r.probabilities).map(([name, p]) =>
     `<tr><td>${esc(name)}</td><td><span class="bar"><span style="width:${pct(p)}"></span>` +
     `</span></td><td>${pct(p)}</td></tr>`).join("");
-  const ood = r.ood ? `<p class="ood">Out of distribution (${esc(r.ood_reason)}): this does ` +
-    `not look like the training smears. Do not trust the class.</p>` : "";
+  const ood = r.ood === true ? `<p class="ood">Out of distribution (${esc(r.ood_reason)}): this ` +
+    `does not look like the training smears. Do not trust the class; nearest: ${esc(r.nearest)}.</p>`
+    : r.ood === "unchecked" ? `<p class="ood">Not checked for being out of distribution: this ` +
+    `bundle has no OOD detector, so an image unlike the training smears still gets a class.</p>` : "";
   const img = r.gradcam_png ? `<img alt="Grad-CAM overlay" src="${r.gradcam_png}">` : "";
   return `<div class="card result">${img}<div><div>${esc(r.filename)}</div>` +
     `<div class="cls">${esc(r.predicted)}</div><div>${pct(r.probability)} ` +

@@ -80,18 +80,19 @@ def test_cli_bundle_from_a_run_fits_ood_and_classifier_on_its_training_images(tm
     assert again.exit_code == 2 and "already exists" in again.output
 
 
-def test_cli_bundle_without_data_has_no_ood_and_refuses_a_classifier(tmp_path):
+def test_cli_bundle_needs_data_unless_asked_for_a_cnn_only_bundle(tmp_path):
     from typer.testing import CliRunner
 
     from blastscan.cli import app
 
     run, _ = _fake_run(tmp_path)
-    ok = CliRunner().invoke(app, ["bundle", str(run), "--out", str(tmp_path / "b")])
+    refused = CliRunner().invoke(app, ["bundle", str(run), "--out", str(tmp_path / "c")])
+    assert refused.exit_code == 2 and "pass --data" in refused.output
+    assert "--cnn-only" in refused.output and not (tmp_path / "c").exists()
+    ok = CliRunner().invoke(app, ["bundle", str(run), "--out", str(tmp_path / "b"), "--cnn-only"])
     assert ok.exit_code == 0 and load_bundle(tmp_path / "b").ood is None
-    refused = CliRunner().invoke(
-        app, ["bundle", str(run), "--out", str(tmp_path / "c"), "--classifier", "Fine KNN"]
-    )
-    assert refused.exit_code == 2 and "--data" in refused.output
+    card = (tmp_path / "b" / "MODEL_CARD.md").read_text().splitlines()
+    assert card[4].startswith("**No out-of-distribution detector")  # first lines, not buried
 
 
 def test_bundle_options_are_checked_before_any_work(tmp_path):

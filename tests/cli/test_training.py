@@ -57,12 +57,12 @@ def test_train_robust_recipe_records_every_lamp(image_folder: Path, tmp_path: Pa
     assert (config["epochs"], config["image_size"]) == (1, 32)
 
 
-def test_train_writes_the_cnn_only_bundle_on_rank_0_alone(monkeypatch, tmp_path: Path):
+def test_train_writes_the_bundle_on_rank_0_alone(monkeypatch, tmp_path: Path):
     import blastscan.training as training
-    from blastscan.bundle import build
+    from blastscan.cli import training as command
 
     calls = []
-    monkeypatch.setattr(build, "write_cnn_bundle", lambda run_dir: calls.append(Path(run_dir)))
+    monkeypatch.setattr(command, "write_train_bundle", lambda run_dir, *a, **k: calls.append(run_dir))
     metrics = {"accuracy": 1.0, "n_test": 3}
 
     def fake_train(data, out, config, **_):

@@ -25,7 +25,7 @@ def test_predict_files_reads_every_format_and_lists_unreadable(bundle_path, fold
     assert [Path(p).name for p, _ in run.unreadable] == ["broken.jpg"]
     assert "not a readable image" in run.unreadable[0][1]
     for row in run.rows:
-        assert row["predicted"] in DISPLAY and row["head"] == "features+classifier"
+        assert row["nearest"] in DISPLAY and row["head"] == "features+classifier"
         assert abs(sum(row[f"p_{n}"] for n in DISPLAY) - 1) < 1e-6
         assert isinstance(row["ood"], bool) and row["ood_distance"] > 0
 

@@ -91,10 +91,12 @@ def bundle_from_run(
             max_per_class,
             batch_size,
             show_progress,
-            bool(classifier),
+            True,
             cache_dir,
         )
         ood = fit_ood_from(train, val, quantile)
+        if len(test[1]):  # the in-distribution false-flag rate, measured where no fit looked
+            metrics = {**metrics, "ood_false_flags": false_flag_rate(ood, test, quantile)}
         if classifier:
             classical = fit_classical(train[0], train[1], classifier, n_features, meta["classes"])
             if len(test[1]):  # a run without held-out images leaves the head unscored
@@ -123,6 +125,19 @@ def held_out_score(head: ClassicalHead, test: tuple, meta: dict[str, Any]) -> di
     return {
         "name": head.name,
         "accuracy": proportion(int(np.sum(predicted == labels)), len(labels)),
+        "split": "the run's held-out test images (split.json 'test'), all of them",
+    }
+
+
+def false_flag_rate(ood: OODDetector, test: tuple, quantile: float) -> dict[str, Any]:
+    """How many of the run's held-out test images (all in distribution) the detector flags,
+    with its 95% interval, beside the rate its thresholds aim at (1 - quantile)."""
+    from blastscan.evaluation import proportion
+
+    flags = ood.score(test[0], test[2])[2]
+    return {
+        **proportion(int(flags.sum()), len(flags)),
+        "target": 1 - quantile,
         "split": "the run's held-out test images (split.json 'test'), all of them",
     }
 

@@ -19,6 +19,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         "**Research use only. Not a medical device; not for diagnosis or treatment decisions.**",
         "",
+        *_unchecked_warning(manifest),
         "## Model",
         f"- DarkNet-19 CNN, {len(manifest['classes'])} classes: "
         f"{', '.join(manifest['display_names'])}.",
@@ -37,6 +38,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         "## Out-of-distribution flag",
         f"- {_ood_line(manifest.get('ood'))}",
+        *_ood_measured(metrics),
         "",
         "## Limits",
         "- Trained on one centre's images, one stain and microscope; other laboratories' smears",
@@ -126,3 +128,27 @@ def _ood_line(ood: dict[str, Any] | None) -> str:
         f"{1 - ood['quantile']:.0%} of {ood['n_calibration']} held-out in-distribution images "
         "are flagged."
     )
+
+
+def _unchecked_warning(manifest: dict[str, Any]) -> list[str]:
+    """First lines of a card whose bundle cannot flag what it does not know."""
+    if manifest.get("ood"):
+        return []
+    return [
+        "**No out-of-distribution detector: this bundle gives one of its classes to any image, "
+        "however unlike a smear it is. Rebuild it with `blastscan bundle RUN --out DIR --data "
+        "DATA`.**",
+        "",
+    ]
+
+
+def _ood_measured(metrics: dict[str, Any]) -> list[str]:
+    """The false-flag rate measured on the run's held-out test images, against the target."""
+    rate = metrics.get("ood_false_flags")
+    if not isinstance(rate, dict):
+        return []
+    return [
+        f"- Measured: {rate['k']} of the run's {rate['n']} held-out test images flagged "
+        f"({rate['value']:.1%}, 95% CI {rate['low']:.1%}-{rate['high']:.1%}); target "
+        f"{rate['target']:.0%}."
+    ]

@@ -13,6 +13,13 @@ from blastscan.errors import BlastscanError
 
 HEAD_CNN = "cnn"
 HEAD_CLASSICAL = "features+classifier"
+# What a prediction says when the OOD detector flags an image, or when there is none.
+OUT_OF_DISTRIBUTION = "out of distribution"
+OUT_OF_DISTRIBUTION_KEY = "out_of_distribution"
+UNCHECKED = "unchecked"
+NO_DETECTOR = (
+    "not checked: this bundle has no OOD detector (rebuild it with blastscan bundle RUN --data DIR)"
+)
 
 
 @dataclass
@@ -171,13 +178,20 @@ class Prediction:
         return " and ".join(reasons)
 
     def record(self, i: int, path: str = "") -> dict[str, Any]:
-        """One image as a flat dict: the row of the CSV, the item of the JSON and the web API."""
+        """One image as a flat dict: the row of the CSV, the item of the JSON and the web API.
+
+        A flagged image's `predicted` is OUT_OF_DISTRIBUTION, with the class the heads would
+        have chosen as `nearest`: a class shown at p 0.99 beside a flag in another column reads
+        as trusted. Without a detector `ood` is UNCHECKED, never False.
+        """
         k = int(self.predicted[i])
         cnn_k = int(self.cnn_probabilities[i].argmax())
+        flagged = self.ood_flag is not None and bool(self.ood_flag[i])
         row: dict[str, Any] = {
             "path": path,
-            "predicted": self.display_names[k],
-            "class": self.classes[k],
+            "predicted": OUT_OF_DISTRIBUTION if flagged else self.display_names[k],
+            "nearest": self.display_names[k],
+            "class": OUT_OF_DISTRIBUTION_KEY if flagged else self.classes[k],
             "probability": float(self.probabilities[i, k]),
             "head": self.head,
         }
@@ -189,10 +203,13 @@ class Prediction:
         )
         row["cnn_predicted"] = self.display_names[cnn_k]
         row["cnn_probability"] = float(self.cnn_probabilities[i, cnn_k])
-        if self.ood_flag is not None:
-            row["ood"] = bool(self.ood_flag[i])
-            row["ood_distance"] = float(self.ood_distance[i])
-            if self.ood_pixel_distance is not None:
-                row["ood_pixel_distance"] = float(self.ood_pixel_distance[i])
-            row["ood_reason"] = self._ood_reason(i)
+        if self.ood_flag is None:
+            row["ood"] = UNCHECKED
+            row["ood_reason"] = NO_DETECTOR
+            return row
+        row["ood"] = flagged
+        row["ood_distance"] = float(self.ood_distance[i])
+        if self.ood_pixel_distance is not None:
+            row["ood_pixel_distance"] = float(self.ood_pixel_distance[i])
+        row["ood_reason"] = self._ood_reason(i)
         return row

@@ -16,6 +16,10 @@ from blastscan.errors import BlastscanError
 
 F = TypeVar("F", bound=Callable)
 
+# The head a bundle decides with unless told otherwise: the paper's best row (its Table 2),
+# classify.PAPER_ROWS["SVM"] (not imported here: the CLI imports the library lazily).
+DEFAULT_CLASSIFIER = "Cubic SVM"
+
 
 def friendly_errors(func: F) -> F:
     """Turn a user-fixable problem into one line on stderr and exit code 2, never a traceback."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from blastscan.cli.common import CacheOpt, friendly_errors, none_readable
+from blastscan.cli.common import DEFAULT_CLASSIFIER, CacheOpt, friendly_errors, none_readable
 from blastscan.errors import BlastscanError
 
 
@@ -20,13 +20,22 @@ def bundle_cmd(
         Path | None,
         typer.Option(
             "--data",
-            help="The run's dataset: fits the OOD detector (and --classifier) on its training images.",
+            help="The run's dataset: fits the OOD detector and --classifier on its training images "
+            "(needed unless --cnn-only).",
         ),
     ] = None,
     classifier: Annotated[
-        str | None,
-        typer.Option(help="Add a features+classifier head, e.g. 'Cubic SVM' (needs --data)."),
-    ] = None,
+        str,
+        typer.Option(help="The deciding features+classifier head ('none': the CNN softmax)."),
+    ] = DEFAULT_CLASSIFIER,
+    cnn_only: Annotated[
+        bool,
+        typer.Option(
+            "--cnn-only",
+            help="No OOD detector and no classical head: a bundle that cannot flag images unlike "
+            "the training smears (predict and serve warn about it).",
+        ),
+    ] = False,
     n_features: Annotated[
         int | None,
         typer.Option(
@@ -58,12 +67,18 @@ def bundle_cmd(
     """Package a trained run as a model bundle (weights, bundle.json, model card, OOD, classifier)."""
     from blastscan.bundle import bundle_from_run
 
+    if data is None and not cnn_only:
+        raise BlastscanError(
+            f"{run}: pass --data (the run's dataset) to fit the OOD detector and the deciding "
+            "head, or --cnn-only for a bundle that cannot flag unfamiliar images"
+        )
+    chosen = None if cnn_only or classifier.lower() == "none" else classifier
     path = bundle_from_run(
         run,
         out,
-        data,
+        None if cnn_only else data,
         which=checkpoint,
-        classifier=classifier,
+        classifier=chosen,
         n_features=n_features,
         max_per_class=max_per_class or None,
         quantile=quantile,
@@ -114,6 +129,13 @@ def predict(
         check_output_file(out, (".csv", ".json"))
     loaded = load_bundle(bundle)
     loaded.resolve_head(head)  # a head the bundle lacks fails here, not after the first batch
+    if loaded.ood is None and is_main_process():
+        typer.echo(
+            f"warning: {bundle} has no OOD detector: images unlike the training smears still get "
+            "a class (ood column: unchecked); rebuild it with blastscan bundle RUN --out DIR "
+            "--data DATA",
+            err=True,
+        )
     with progress_bar(not quiet and is_main_process()) as bar:
         task = bar.add_task("predict", total=None)
         run = predict_sharded(

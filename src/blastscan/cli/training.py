@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from blastscan.cli.common import CacheOpt, DataOpt, friendly_errors
+from blastscan.cli.common import DEFAULT_CLASSIFIER, CacheOpt, DataOpt, friendly_errors
 
 
 @friendly_errors
@@ -153,17 +153,34 @@ def train(
         typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu"),
     ] = None,
     cache_dir: CacheOpt = None,
+    bundle_classifier: Annotated[
+        str,
+        typer.Option(
+            help="The bundle's deciding head, fitted with mRMR on the run's training images "
+            "('none': the CNN softmax decides). The bundle always gets the OOD detector.",
+        ),
+    ] = DEFAULT_CLASSIFIER,
+    cnn_only_bundle: Annotated[
+        bool,
+        typer.Option(
+            "--cnn-only-bundle",
+            help="Write RUN/bundle without OOD detector or classical head (it cannot flag "
+            "images unlike the training smears; predict and serve warn about it).",
+        ),
+    ] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune DarkNet-19 and write a run directory (config, history, figures, checkpoints, metrics)."""
-    from blastscan.bundle.build import write_cnn_bundle
+    from blastscan.classify import get_preset
     from blastscan.runtime.distributed import is_main_process
     from blastscan.training import recipe_config
     from blastscan.training import train as run_training
 
+    if bundle_classifier.lower() != "none":
+        get_preset(bundle_classifier)  # a wrong name fails now, not after the training
     config = recipe_config(
         recipe,
         epochs=epochs,
@@ -193,12 +210,40 @@ def train(
         data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet
     )
     if is_main_process():  # under torchrun rank 0 alone writes it
-        # A CNN-only bundle; `blastscan bundle RUN --data DIR` adds the OOD detector and classifier.
-        write_cnn_bundle(result.run_dir)
+        classifier = None if bundle_classifier.lower() == "none" else bundle_classifier
+        write_train_bundle(
+            result.run_dir, data, classifier, cnn_only_bundle, cache_dir, show_progress=not quiet
+        )
     m = result.test_metrics
     if not m:  # a torchrun worker other than rank 0: rank 0 reports
         return
     typer.echo(
         f"test accuracy {m['accuracy']:.4f} on {m['n_test']} held-out images; "
         f"{result.seconds / 60:.1f} min; run directory {result.run_dir}"
+    )
+
+
+def write_train_bundle(
+    run_dir: Path,
+    data: Path,
+    classifier: str | None,
+    cnn_only: bool,
+    cache_dir: Path | None,
+    show_progress: bool,
+) -> Path:
+    """RUN/bundle, complete by default: the OOD detector and the deciding head fitted on the
+    run's own training images (what `blastscan bundle RUN --data DATA` makes)."""
+    from blastscan.bundle import bundle_from_run
+    from blastscan.bundle.build import write_cnn_bundle
+
+    if cnn_only:
+        return write_cnn_bundle(run_dir)
+    return bundle_from_run(
+        run_dir,
+        run_dir / "bundle",
+        data,
+        classifier=classifier,
+        overwrite=True,
+        show_progress=show_progress,
+        cache_dir=cache_dir,
     )

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blastscan.bundle.heads import HEAD_CNN
+from blastscan.bundle.heads import HEAD_CNN, OUT_OF_DISTRIBUTION, UNCHECKED
 from blastscan.errors import BlastscanError
 from blastscan.outputs import atomic_write_text, to_json
 from blastscan.predict.run import PredictRun
@@ -67,23 +67,33 @@ def results_table(run: PredictRun, limit: int = 50):
         table.add_column(name, no_wrap=True)
     table.add_column("OOD / reason", overflow="fold", ratio=2)
     for row in run.rows[:limit]:
-        flag = (
-            ""
-            if "ood" not in row
-            else ("[red]OOD[/red] " + row["ood_reason"] if row["ood"] else "ok")
-        )
         head = "cnn" if row["head"] == HEAD_CNN else "clf"
         table.add_row(
-            _short(row["path"]), row["predicted"], f"{row['probability']:.2f}", head, flag
+            _short(row["path"]), _class_cell(row), f"{row['probability']:.2f}", head, _flag(row)
         )
     if len(run.rows) > limit:
         table.add_row(f"... {len(run.rows) - limit} more (see --out)", "", "", "", "")
     for path, reason in run.unreadable:
         table.add_row(_short(path), "[red]unreadable[/red]", "", "", reason)
     table.caption = "head: clf = features+classifier, cnn = CNN softmax"
-    if any("ood" not in row for row in run.rows):  # a blank column must not read as "ok"
+    if any(row.get("ood") == UNCHECKED for row in run.rows):  # must not read as "ok"
         table.caption += "; no OOD check in this bundle (make it with blastscan bundle --data)"
     return table
+
+
+def _class_cell(row: dict[str, Any]) -> str:
+    """A flagged image's class is not to be trusted: say so, with the nearest class beside it."""
+    if row.get("ood") is True:
+        return f"[red]{OUT_OF_DISTRIBUTION}[/red]"
+    return row["predicted"]
+
+
+def _flag(row: dict[str, Any]) -> str:
+    if row.get("ood") == UNCHECKED:
+        return "[yellow]unchecked[/yellow]"
+    if row.get("ood"):
+        return f"[red]OOD[/red] {row['ood_reason']}; nearest {row['nearest']}"
+    return "ok"
 
 
 def _short(path: str) -> str:

@@ -16,11 +16,8 @@ from blastscan.training import TrainConfig, train
 def train_cnn(
     data_dir, run_dir: Path, config: TrainConfig, cache_dir: Path | None, show_progress: bool
 ) -> None:
-    """Train (or resume) one CNN into `run_dir`, then write its CNN-only bundle as `blastscan
-    train` does (`run_dir/bundle`)."""
-    from blastscan.bundle.build import write_cnn_bundle
-    from blastscan.runtime.distributed import is_main_process
-
+    """Train (or resume) one CNN into `run_dir`. No bundle here: reproduce writes one complete
+    bundle (OOD detector and the paper's SVM head) for the whole run, `OUT/bundle`."""
     train(
         data_dir,
         run_dir,
@@ -29,8 +26,6 @@ def train_cnn(
         cache_dir=cache_dir,
         show_progress=show_progress,
     )
-    if is_main_process():  # under torchrun rank 0 alone writes it
-        write_cnn_bundle(run_dir)
 
 
 def run_split_indices(paths: np.ndarray, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
