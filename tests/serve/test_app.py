@@ -127,7 +127,7 @@ def test_model_calls_are_bounded_and_off_the_event_loop(bundle, monkeypatch, lim
             active -= 1
         return {"ok": True}
 
-    monkeypatch.setattr(S, "analyse", slow)
+    monkeypatch.setattr("blastscan.serve.app.analyse", slow)
     app = S.create_app(bundle, max_concurrent=limit)
 
     async def burst():
