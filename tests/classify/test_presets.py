@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_classification
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -20,12 +19,6 @@ from blastscan.classify import (
     make_classifier,
 )
 from blastscan.errors import BlastscanError
-
-
-@pytest.fixture(scope="module")
-def data():
-    X, y = make_classification(240, 12, n_informative=6, n_classes=4, class_sep=2.0, random_state=0)
-    return X, y
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

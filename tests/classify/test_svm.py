@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -15,12 +14,6 @@ from blastscan.classify import (
     kernel_matrix,
     make_classifier,
 )
-
-
-@pytest.fixture(scope="module")
-def data():
-    X, y = make_classification(240, 12, n_informative=6, n_classes=4, class_sep=2.0, random_state=0)
-    return X, y
 
 
 def test_auto_kernel_scale_is_median_nearest_opposite_distance():
