@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from blastscan.runtime.infer import infer
 
 from blastscan.bundle import write_bundle
 from blastscan.bundle.ood import fit_ood
 from blastscan.classify import make_classifier
 from blastscan.data.synthetic import synthetic_smears
 from blastscan.models import darknet19
+from blastscan.runtime.infer import infer
 from blastscan.selection import MRMR
 from blastscan.training import recompute_bn_statistics
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from blastscan.runtime.infer import infer
 from bundle_helpers import SIZE, single_thread, tiny_bundle, tiny_model  # noqa: F401
 from PIL import Image
 from typer.testing import CliRunner
@@ -17,6 +16,7 @@ from blastscan.cli import app
 from blastscan.data.synthetic import synthetic_smears
 from blastscan.explain import colorize, explain_files, grad_cam, overlay, side_by_side
 from blastscan.models import darknet19
+from blastscan.runtime.infer import infer
 from blastscan.training import recompute_bn_statistics
 
 

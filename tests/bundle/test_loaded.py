@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blastscan.runtime.infer import infer
 from bundle_helpers import DISPLAY, SIZE, Stranger, tiny_bundle, tiny_parts
 
 from blastscan.bundle import CLASSIFIER, MANIFEST, load_bundle
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN
 from blastscan.data.synthetic import synthetic_smears
 from blastscan.errors import BlastscanError
+from blastscan.runtime.infer import infer
 
 
 def _rewrite_manifest(path: Path, change) -> None:

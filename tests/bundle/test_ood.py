@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blastscan.runtime.infer import infer
 from bundle_helpers import SIZE, tiny_model
 
 from blastscan.bundle.ood import Mahalanobis, OODDetector, fit_ood, image_statistics
 from blastscan.data.synthetic import synthetic_smears
+from blastscan.runtime.infer import infer
 
 REAL = Path(__file__).resolve().parents[2] / "../shared/data/all-idb-taleqani/Original"
 

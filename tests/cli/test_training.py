@@ -62,7 +62,9 @@ def test_train_writes_the_bundle_on_rank_0_alone(monkeypatch, tmp_path: Path):
     from blastscan.cli import training as command
 
     calls = []
-    monkeypatch.setattr(command, "write_train_bundle", lambda run_dir, *a, **k: calls.append(run_dir))
+    monkeypatch.setattr(
+        command, "write_train_bundle", lambda run_dir, *a, **k: calls.append(run_dir)
+    )
     metrics = {"accuracy": 1.0, "n_test": 3}
 
     def fake_train(data, out, config, **_):
