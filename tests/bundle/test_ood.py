@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from bundle_helpers import SIZE, tiny_model
+from helpers import REAL_DATA
 
 from blastscan.bundle.ood import Mahalanobis, OODDetector, fit_ood, image_statistics
 from blastscan.data.synthetic import synthetic_smears
 from blastscan.runtime.infer import infer
 
-REAL = Path(__file__).resolve().parents[2] / "../shared/data/all-idb-taleqani/Original"
+REAL = REAL_DATA / "Original"
 
 
 def _not_smears(size: int) -> dict[str, np.ndarray]:
