@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -238,12 +239,18 @@ def write_train_bundle(
 
     if cnn_only:
         return write_cnn_bundle(run_dir)
-    return bundle_from_run(
-        run_dir,
-        run_dir / "bundle",
-        data,
-        classifier=classifier,
-        overwrite=True,
-        show_progress=show_progress,
-        cache_dir=cache_dir,
-    )
+    scanner = logging.getLogger("blastscan.data")
+    level = scanner.level
+    scanner.setLevel(logging.ERROR)  # its rescan would report the skipped files a second time
+    try:
+        return bundle_from_run(
+            run_dir,
+            run_dir / "bundle",
+            data,
+            classifier=classifier,
+            overwrite=True,
+            show_progress=show_progress,
+            cache_dir=cache_dir,
+        )
+    finally:
+        scanner.setLevel(level)
