@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from blastscan.cli.common import DEFAULT_CLASSIFIER, CacheOpt, DataOpt, friendly_errors
+from blastscan.errors import BlastscanError
 
 
 @friendly_errors
@@ -242,15 +243,24 @@ def write_train_bundle(
     scanner = logging.getLogger("blastscan.data")
     level = scanner.level
     scanner.setLevel(logging.ERROR)  # its rescan would report the skipped files a second time
-    try:
+    def bundle(head: str | None) -> Path:
         return bundle_from_run(
             run_dir,
             run_dir / "bundle",
             data,
-            classifier=classifier,
+            classifier=head,
             overwrite=True,
             show_progress=show_progress,
             cache_dir=cache_dir,
         )
+
+    try:
+        return bundle(classifier)
+    except BlastscanError as exc:
+        if classifier is None or "kept no feature" not in str(exc):
+            raise
+        # Too few training images for mRMR to keep a feature: still a bundle that can flag.
+        typer.echo(f"warning: no {classifier} head ({exc}); the CNN softmax decides", err=True)
+        return bundle(None)
     finally:
         scanner.setLevel(level)
