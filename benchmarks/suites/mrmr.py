@@ -38,10 +38,12 @@ PAPER_SELECTED = 521  # features the paper kept (of 1000) at mRMR score > 0.25
 FEATURE_FILES = (
     REPO / "runs" / "full" / "features.npz",
     REPO / "runs" / "gpu" / "features-paper.npz",
+    REPO / "runs" / "fast-s0" / "features.npz",
 )
 REAL_CANDIDATES = (
     REPO / "runs" / "gpu" / "features-paper.npz",
     REPO / "runs" / "full" / "features.npz",
+    REPO / "runs" / "fast-s0" / "features.npz",
 )
 
 
@@ -204,7 +206,9 @@ def time_fit(
         "threshold": threshold,
         "n_selected": int(sel.get_support().sum()),
         "n_zero_relevance": int((sel.relevance_ <= 0).sum()),
-        "n_inf_scores": int(np.isinf(scores).sum()),
+        "score_at_rank_521": round(float(np.sort(scores)[::-1][PAPER_SELECTED - 1]), 4)
+        if len(scores) >= PAPER_SELECTED
+        else None,
         "first_ten": sel.ranking_[:10].tolist(),
         **out,
     }
@@ -212,7 +216,7 @@ def time_fit(
 
 def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     """Largest |a - b| / |a| over entries where either is nonzero (inf if they differ in which
-    entries are infinite)."""
+    entries are infinite, as scores of older versions could be)."""
     if not np.array_equal(np.isinf(a), np.isinf(b)):
         return math.inf
     finite = np.isfinite(a) & ((a != 0) | (b != 0))

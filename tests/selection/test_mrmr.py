@@ -3,6 +3,7 @@ and on MATLAB's documentation example."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -15,11 +16,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from blastscan.selection import ENGINES, MRMR, equiprobable_bins
+from blastscan.selection import ENGINES, MRMR, SCORINGS, equiprobable_bins, matlab_fit
 
 
 def ref_mrmr(relevance: list[float], mi: list[list[float]]) -> tuple[list[int], list[float]]:
-    """fscmrmr's documented steps, literally: ranking and per-feature scores."""
+    """fscmrmr's documented steps, literally: ranking, and the "mid-bound" score per feature
+    (the running minimum of V - W along the ranking, floored at 0)."""
     m = len(relevance)
     scores = [0.0] * m
     pool = [j for j in range(m) if relevance[j] > 0]
@@ -27,6 +29,7 @@ def ref_mrmr(relevance: list[float], mi: list[list[float]]) -> tuple[list[int], 
         return list(range(m)), scores
     first = max(pool, key=lambda j: (relevance[j], -j))
     chosen, scores[first] = [first], relevance[first]
+    bound = relevance[first]
     pool.remove(first)
 
     def w(j):
@@ -36,10 +39,12 @@ def ref_mrmr(relevance: list[float], mi: list[list[float]]) -> tuple[list[int], 
         free = [j for j in pool if w(j) <= 1e-12]
         if free:
             pick = max(free, key=lambda j: (relevance[j], -j))
-            scores[pick] = math.inf
+            redundancy = 0.0
         else:
             pick = max(pool, key=lambda j: (relevance[j] / w(j), -j))
-            scores[pick] = relevance[pick] / w(pick)
+            redundancy = w(pick)
+        bound = min(bound, relevance[pick] - redundancy)
+        scores[pick] = max(bound, 0.0)
         chosen.append(pick)
         pool.remove(pick)
     return chosen + [j for j in range(m) if relevance[j] <= 0], scores
@@ -65,7 +70,7 @@ def test_ranking_and_scores_match_reference(seed):
     mi = [[ref_dv(a, b) for b in cols] for a in cols]
     order, scores = ref_mrmr(relevance, mi)
     assert sel.ranking_.tolist() == order
-    np.testing.assert_allclose(sel.scores_, scores, rtol=1e-10)
+    np.testing.assert_allclose(sel.scores_, scores, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(sel.relevance_, relevance, atol=1e-12)
 
 
@@ -102,17 +107,47 @@ def test_zero_relevance_features_come_last_in_input_order_with_score_zero():
     assert (sel.relevance_[[0, 2]] == 0).all()
 
 
-def test_scores_are_finite_except_zero_redundancy_picks():
+@pytest.mark.parametrize("scoring", SCORINGS)
+def test_scores_are_finite_and_the_first_pick_scores_its_relevance(scoring):
     X, y = mixed_data(7, n=400, m=10)
-    sel = MRMR().fit(X, y)
+    sel = MRMR(scoring=scoring).fit(X, y)
     first = sel.ranking_[0]
+    assert np.isfinite(sel.scores_).all()
     assert sel.scores_[first] == pytest.approx(sel.relevance_[first])
-    infinite = np.isinf(sel.scores_)
-    assert (sel.redundancy_[infinite] == 0).all() and (sel.relevance_[infinite] > 0).all()
-    finite = ~infinite
-    assert np.isfinite(sel.scores_[finite]).all() and (sel.scores_ >= 0).all()
-    later = finite & (sel.redundancy_ > 0)
-    np.testing.assert_allclose(sel.scores_[later], sel.relevance_[later] / sel.redundancy_[later])
+    assert (sel.scores_ <= sel.relevance_[first] + 1e-12).all()
+    assert (sel.scores_[sel.relevance_ == 0] == 0).all()
+
+
+def test_scorings_follow_their_definitions():
+    X, y = correlated_data(3, n=500, m=20)
+    mid = MRMR(scoring="mid").fit(X, y)
+    relevant = mid.relevance_ > 0
+    np.testing.assert_allclose(
+        mid.scores_[relevant], (mid.relevance_ - mid.redundancy_)[relevant], atol=1e-15
+    )
+    along = (mid.relevance_ - mid.redundancy_)[mid.ranking_]
+    bound = MRMR(scoring="mid-bound").fit(X, y)
+    expected = np.where(relevant[bound.ranking_], np.maximum(np.minimum.accumulate(along), 0), 0)
+    np.testing.assert_allclose(bound.scores_[bound.ranking_], expected, atol=1e-15)
+    scaled = MRMR(scoring="rank-scaled").fit(X, y)
+    rank = np.argsort(scaled.ranking_) + 1
+    np.testing.assert_allclose(scaled.scores_, scaled.relevance_ / rank)
+
+
+def test_mid_bound_never_rises_along_the_ranking_so_a_threshold_keeps_a_prefix():
+    X, y = correlated_data(4, n=500, m=20)
+    sel = MRMR(scoring="mid-bound").fit(X, y)
+    along = sel.scores_[sel.ranking_]
+    assert (np.diff(along) <= 1e-15).all()
+    for threshold in np.unique(along):
+        kept = sel.set_params(threshold=float(threshold)).get_support()
+        assert kept[sel.ranking_].tolist() == sorted(kept.tolist(), reverse=True)
+
+
+def test_scoring_does_not_change_the_ranking():
+    X, y = correlated_data(6, n=400, m=15)
+    orders = {tuple(MRMR(scoring=s).fit(X, y).ranking_) for s in SCORINGS}
+    assert len(orders) == 1
 
 
 def test_all_zero_relevance_keeps_input_order():
@@ -148,6 +183,7 @@ def test_n_features_keeps_the_top_of_the_ranking():
         {"n_bins": 300},
         {"alpha": 1.5},
         {"engine": "cython"},
+        {"scoring": "miq"},
     ],
 )
 def test_invalid_parameters_raise(params):
@@ -169,7 +205,9 @@ def test_plugin_estimator_fits():
     assert sorted(sel.ranking_.tolist()) == list(range(X.shape[1]))
 
 
-@parametrize_with_checks([MRMR(), MRMR(n_features=2), MRMR(estimator="plugin")])
+@parametrize_with_checks(
+    [MRMR(), MRMR(n_features=2), MRMR(estimator="plugin"), MRMR(threshold=0.1, scoring="mid")]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -192,7 +230,7 @@ def test_engines_give_the_same_ranking_and_scores():
     fast = MRMR(engine="numba").fit(X, y)
     slow = MRMR(engine="numpy").fit(X, y)
     np.testing.assert_array_equal(fast.ranking_, slow.ranking_)
-    np.testing.assert_allclose(fast.scores_, slow.scores_, rtol=1e-12)
+    np.testing.assert_allclose(fast.scores_, slow.scores_, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fast.redundancy_, slow.redundancy_, rtol=1e-12)
     np.testing.assert_array_equal(fast.relevance_, slow.relevance_)
 
@@ -209,17 +247,18 @@ def test_invalid_n_jobs_raise(n_jobs):
 
 IONOSPHERE = ASSETS / "ionosphere.csv"
 # [idx, scores] = fscmrmr(X, Y) as MATLAB prints it (1-based; the first 30 of 34 of each)
-MATLAB_IDX = [5, 4, 1, 7, 24, 29, 12, 3, 34, 33, 15, 21, 9, 32, 31, 27, 25, 8, 13, 19, 30, 6]
-MATLAB_IDX += [23, 10, 11, 17, 16, 14, 2, 18]
-MATLAB_SCORES = [0.0662, 0, 0.0214, 0.0756, 0.2905, 0.0068, 0.0345, 0.0085, 0.0128, 0.0063]
-MATLAB_SCORES += [0.0023, 0.0274, 0.0079, 0.0007, 0.0145, 0.0014, 0.0018, 0, 0.0073, 0]
-MATLAB_SCORES += [0.0141, 0, 0.0066, 0.0310, 0.0086, 0, 0.0098, 0, 0.0280, 0.0072]
+MATLAB = json.loads((ASSETS / "ionosphere_matlab.json").read_text())
+MATLAB_IDX, MATLAB_SCORES = MATLAB["idx"], MATLAB["scores"]
 
 
-@pytest.fixture(scope="module")
-def ionosphere() -> MRMR:
+def ionosphere_data() -> tuple[np.ndarray, np.ndarray]:
     rows = np.loadtxt(IONOSPHERE, delimiter=",", dtype=str)
-    return MRMR().fit(rows[:, :34].astype(float), rows[:, 34])
+    return rows[:, :34].astype(float), rows[:, 34]
+
+
+@pytest.fixture
+def ionosphere() -> MRMR:
+    return MRMR().fit(*ionosphere_data())
 
 
 def test_ionosphere_agrees_with_matlab_where_it_does(ionosphere):
@@ -235,6 +274,25 @@ def test_ionosphere_agrees_with_matlab_where_it_does(ionosphere):
     # the order agrees in the large: Spearman correlation of positions over MATLAB's 30
     position = np.argsort(sel.ranking_)
     assert spearmanr(position[np.array(MATLAB_IDX) - 1], np.arange(30)).statistic > 0.6  # 0.67
+
+
+@pytest.mark.parametrize(
+    ("scoring", "within", "mean_error"),
+    [("mid-bound", 10, 0.019), ("mid", 7, 0.057), ("rank-scaled", 14, 0.0098)],
+)
+def test_ionosphere_fit_to_matlab_is_what_the_docs_report(ionosphere, scoring, within, mean_error):
+    """The table of docs/reference/selection.md, pinned: a change of estimator or score that moves
+    the fit to MATLAB's example shows up here (and the docs must follow). None reaches the
+    issue's bar of 25 equal positions or all scores within 0.005."""
+    sel = ionosphere.set_params(scoring=scoring)
+    sel.fit(*ionosphere_data())
+    fit = matlab_fit(sel.ranking_, sel.scores_, MATLAB_IDX, MATLAB_SCORES)
+    print(f"\n{scoring}: {fit.summary()}")
+    print("ours   idx", (sel.ranking_[:30] + 1).tolist())
+    print("MATLAB idx", MATLAB_IDX)
+    assert fit.same_position == 3 and fit.position_spearman == pytest.approx(0.670, abs=5e-4)
+    assert fit.scores_within == within
+    assert fit.mean_score_error == pytest.approx(mean_error, abs=5e-4)
 
 
 def test_ionosphere_matlab_scores_cannot_be_miq(ionosphere):

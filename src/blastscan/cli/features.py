@@ -59,6 +59,10 @@ def select(
     estimator: Annotated[
         str, typer.Option(help="Mutual information estimator: adaptive (fscmrmr's) or plugin.")
     ] = "adaptive",
+    scoring: Annotated[
+        str,
+        typer.Option(help="Score definition: mid-bound (default), mid or rank-scaled."),
+    ] = "mid-bound",
     figure: Annotated[
         Path | None, typer.Option(help="Also draw the sorted scores (paper's Figure 5) here.")
     ] = None,
@@ -68,7 +72,7 @@ def select(
 
     from blastscan.features import load_features
     from blastscan.outputs import atomic_write_json, check_output_file
-    from blastscan.selection import ESTIMATORS, MRMR, figure_format, plot_mrmr_scores
+    from blastscan.selection import ESTIMATORS, MRMR, SCORINGS, figure_format, plot_mrmr_scores
 
     check_output_file(out, (".json",))
     if figure:
@@ -77,24 +81,29 @@ def select(
         raise BlastscanError(
             f"unknown --estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
         )
+    if scoring not in SCORINGS:
+        raise BlastscanError(f"unknown --scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
     data = load_features(features)
     start = time.perf_counter()
     selector = MRMR(
-        threshold=None if n_features else threshold, n_features=n_features, estimator=estimator
+        threshold=None if n_features else threshold,
+        n_features=n_features,
+        estimator=estimator,
+        scoring=scoring,
     )
     selector.fit(data["X"].astype("float64"), data["y"])
     kept = selector.get_support(indices=True)
-    scores = [s if s == s and abs(s) != float("inf") else str(s) for s in selector.scores_.tolist()]
     atomic_write_json(
         out,
         {
             "features": str(features),
             "estimator": estimator,
+            "scoring": scoring,
             "threshold": threshold,
             "n_features": n_features,
             "selected": kept.tolist(),
             "ranking": selector.ranking_.tolist(),
-            "scores": scores,
+            "scores": selector.scores_.tolist(),
             "seconds": time.perf_counter() - start,
         },
     )

@@ -17,8 +17,9 @@ def calibration_block(
 ) -> dict:
     """Reliability of the CNN's softmax and of the paper's SVM row (Platt) on the holdout 30%.
 
-    The SVM is fitted on all deep features of the 70% (mRMR at the paper's threshold keeps all
-    of them anyway), standardised inside the pipeline, so no test image reaches a fitted step.
+    The SVM is fitted on all deep features of the 70% (the paper's "all features" row; a
+    selection fitted here would need its own nested split), standardised inside the pipeline,
+    so no test image reaches a fitted step.
     """
     from blastscan.classify import PAPER_ROWS
     from blastscan.evaluation.calibration import holdout_calibration

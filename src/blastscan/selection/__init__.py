@@ -16,20 +16,25 @@ the vectorised "numpy" engine it is tested against (`adaptive_mi`, `adaptive_mi_
 cut the same cells at the same medians and tests; only the order of the final sums differs
 (rounding, about 1e-15 relative), and neither result depends on the number of threads.
 
-`scores_` is the MIQ at selection. MATLAB's `scores` are on another, smaller scale that no
-definition tried reproduces (docs/reference/selection.md, "Fidelity to MATLAB"). Figure 5: `plot`.
+`scores_` are finite, in nats, and never rise along the ranking ("mid-bound": the running
+minimum of relevance minus redundancy); MATLAB's own score definition is undocumented and no
+candidate reproduces its numbers (docs/reference/selection.md, "Fidelity to MATLAB").
+Figure 5: `plot`.
 """
 
 from blastscan.selection.adaptive_mi import ENGINES, AdaptiveMI, adaptive_relevance
 from blastscan.selection.binning import MAX_BINS, equiprobable_bins
+from blastscan.selection.fidelity import MatlabFit, matlab_fit
 from blastscan.selection.mrmr import (
     ESTIMATORS,
     MRMR,
+    SCORINGS,
     ZERO_REDUNDANCY,
     MIFunction,
     Ranking,
     kept_columns,
     mrmr_rank,
+    ranking_scores,
 )
 from blastscan.selection.plot import figure_format, plot_mrmr_scores
 from blastscan.selection.plugin_mi import PluginMI, plugin_relevance
@@ -39,16 +44,20 @@ __all__ = [
     "ESTIMATORS",
     "MAX_BINS",
     "MRMR",
+    "SCORINGS",
     "ZERO_REDUNDANCY",
     "AdaptiveMI",
     "MIFunction",
+    "MatlabFit",
     "PluginMI",
     "Ranking",
     "adaptive_relevance",
     "equiprobable_bins",
     "figure_format",
     "kept_columns",
+    "matlab_fit",
     "mrmr_rank",
     "plot_mrmr_scores",
     "plugin_relevance",
+    "ranking_scores",
 ]

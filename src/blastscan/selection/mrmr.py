@@ -10,11 +10,16 @@ mean of I(x; z) over the features z already selected:
 3. then repeatedly the feature with the largest MIQ;
 4. the features with zero relevance last (MATLAB: "in random order"; here in input order, so a
    fit is reproducible).
+
+MATLAB's `scores` are "a heuristic" its documentation does not define. What its one public
+output shows (docs/reference/selection.md, "Fidelity to MATLAB"): the first pick scores its
+relevance, zero-relevance features score 0, the scores never rise along the ranking, and on
+the paper's deep features half of them stay above 0.25 nats. `SCORINGS` are the definitions
+offered; none reproduces MATLAB's numbers.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +43,11 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 ESTIMATORS = ("adaptive", "plugin")
+# "mid-bound" (the default): the running minimum of V - W along the ranking, floored at 0.
+# "mid": V - W of each pick when picked (Peng et al.'s difference form, mRMRe's scores).
+# "rank-scaled": V / rank, numerically the closest to MATLAB's ionosphere scores but keeping
+# 3 of 1000 deep features at 0.25 where the paper kept 521, so only an explicit option.
+SCORINGS = ("mid-bound", "mid", "rank-scaled")
 # Redundancy sums at or below this are "zero": an adaptive MI is exactly 0 when the partition
 # stops at the root and otherwise clearly positive, so only rounding lives below it.
 ZERO_REDUNDANCY = 1e-12
@@ -47,12 +57,36 @@ MIFunction = Callable[[int, np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Ranking:
-    """fscmrmr's outputs: `order` (feature indices, best first) and, per feature in input
-    order, `scores` (MIQ when picked) and `redundancy` (W when picked)."""
+    """fscmrmr's order: `order` (feature indices, best first) and, per feature in input order,
+    `redundancy` (W when picked; 0 for the first and the zero-redundancy picks)."""
 
     order: np.ndarray
-    scores: np.ndarray
     redundancy: np.ndarray
+
+
+def ranking_scores(
+    ranking: Ranking, relevance: np.ndarray, scoring: str = "mid-bound"
+) -> np.ndarray:
+    """Per-feature scores (input order) of a ranking, finite and in nats (`SCORINGS`).
+
+    Every definition gives the first pick its relevance (W = 0) and zero-relevance features 0;
+    "mid-bound" never rises along the ranking, as MATLAB's scores do, so a threshold keeps a
+    prefix of it.
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    order = ranking.order
+    relevant = relevance[order] > 0
+    mid = relevance[order] - ranking.redundancy[order]
+    if scoring == "mid":
+        along = mid
+    elif scoring == "mid-bound":
+        along = np.maximum(np.minimum.accumulate(mid), 0.0)
+    else:
+        along = relevance[order] / np.arange(1, len(order) + 1)
+    scores = np.zeros(len(relevance))
+    scores[order] = np.where(relevant, along, 0.0)
+    return scores
 
 
 def mrmr_rank(relevance: np.ndarray, mutual_information: MIFunction) -> Ranking:
@@ -60,41 +94,36 @@ def mrmr_rank(relevance: np.ndarray, mutual_information: MIFunction) -> Ranking:
 
     `mutual_information(z, cand)` returns I(z; x) for the features `cand`; it is called once per
     pick, against the features still to rank, and the redundancy sums are kept incrementally.
-    Scores: the first pick scores its relevance, a zero-redundancy pick scores MIQ = V / 0 =
-    inf, a later pick its MIQ, a zero-relevance feature 0.
     """
     m = len(relevance)
-    scores, redundancy = np.zeros(m), np.zeros(m)
+    redundancy = np.zeros(m)
     total = np.zeros(m)  # sum over the selected z of I(x; z)
     remaining = np.flatnonzero(relevance > 0)
     order: list[int] = []
     while remaining.size:
-        pick, score, w = _next_pick(remaining, relevance, total, len(order))
-        scores[pick], redundancy[pick] = score, w
+        pick, w = _next_pick(remaining, relevance, total, len(order))
+        redundancy[pick] = w
         order.append(pick)
         remaining = remaining[remaining != pick]
         if remaining.size:
             total[remaining] += np.maximum(mutual_information(pick, remaining), 0.0)
     order.extend(np.flatnonzero(relevance <= 0).tolist())
-    return Ranking(np.asarray(order, dtype=np.int64), scores, redundancy)
+    return Ranking(np.asarray(order, dtype=np.int64), redundancy)
 
 
 def _next_pick(
     remaining: np.ndarray, relevance: np.ndarray, total: np.ndarray, n_selected: int
-) -> tuple[int, float, float]:
-    """(feature, score, redundancy) of the next pick; ties go to the lowest index."""
+) -> tuple[int, float]:
+    """(feature, redundancy) of the next pick; ties go to the lowest index."""
     rel = relevance[remaining]
     if n_selected == 0:
-        i = int(np.argmax(rel))
-        return int(remaining[i]), float(rel[i]), 0.0
+        return int(remaining[int(np.argmax(rel))]), 0.0
     w = total[remaining] / n_selected
     free = w <= ZERO_REDUNDANCY
     if free.any():
-        i = int(np.argmax(np.where(free, rel, -np.inf)))
-        return int(remaining[i]), math.inf, 0.0
-    miq = rel / w
-    i = int(np.argmax(miq))
-    return int(remaining[i]), float(miq[i]), float(w[i])
+        return int(remaining[int(np.argmax(np.where(free, rel, -np.inf)))]), 0.0
+    i = int(np.argmax(rel / w))  # the largest MIQ
+    return int(remaining[i]), float(w[i])
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,15 +164,19 @@ class MRMR(SelectorMixin, BaseEstimator):
         Implementation of the adaptive pairwise mutual information: the compiled kernel (the
         default; compiled on first use, then cached on disk) or the vectorised numpy reference
         (several times slower). They cut the same cells; results agree up to rounding.
+    scoring : {"mid-bound", "mid", "rank-scaled"}
+        What `scores_` hold (the ranking does not depend on it): "mid-bound", the default, is
+        the running minimum along the ranking of V - W, floored at 0; "mid" is V - W of each
+        pick; "rank-scaled" is V / rank (`SCORINGS`, docs/reference/selection.md).
 
     Attributes
     ----------
     ranking_ : ndarray of int, feature indices in selection order (fscmrmr's ``idx``).
-    scores_ : ndarray, per feature in input order: MIQ when picked, relevance for the first
-        pick, inf for zero-redundancy picks, 0 for zero relevance. The first pick's score and
-        the zeros are as in fscmrmr's ``scores``; MATLAB's other scores are on a smaller scale
-        that is provably not the MIQ and that no definition tried reproduces (docs/reference/selection.md,
-        "Fidelity to MATLAB"), so a threshold tuned on MATLAB scores does not carry over.
+    scores_ : ndarray, per feature in input order, finite, in nats (`scoring`): relevance for
+        the first pick and 0 for zero relevance, as in fscmrmr's ``scores``. No definition
+        reproduces MATLAB's other scores (docs/reference/selection.md, "Fidelity to MATLAB"),
+        so a threshold on them is on MATLAB's scale (nats, at most the first pick's V) without
+        being MATLAB's number.
     relevance_ : ndarray, I(x; y) per feature, nats.
     redundancy_ : ndarray, mean I(x; z) over the features selected before x, per feature.
     """
@@ -157,6 +190,7 @@ class MRMR(SelectorMixin, BaseEstimator):
         alpha: float = 0.05,
         n_jobs: int = -1,
         engine: str = "numba",
+        scoring: str = "mid-bound",
     ) -> None:
         self.n_features = n_features
         self.threshold = threshold
@@ -165,6 +199,7 @@ class MRMR(SelectorMixin, BaseEstimator):
         self.alpha = alpha
         self.n_jobs = n_jobs
         self.engine = engine
+        self.scoring = scoring
 
     def fit(self, X, y) -> MRMR:
         """Rank the features of X by fscmrmr's algorithm against the class labels y."""
@@ -183,7 +218,7 @@ class MRMR(SelectorMixin, BaseEstimator):
         ranking = mrmr_rank(relevance, mutual_information)
         self.relevance_ = relevance
         self.ranking_ = ranking.order
-        self.scores_ = ranking.scores
+        self.scores_ = ranking_scores(ranking, relevance, self.scoring)
         self.redundancy_ = ranking.redundancy
         return self
 
@@ -198,6 +233,8 @@ class MRMR(SelectorMixin, BaseEstimator):
             raise ValueError(f"n_features must be a positive integer, got {self.n_features!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if not 2 <= self.n_bins <= MAX_BINS:

@@ -13,34 +13,24 @@ from blastscan.outputs import atomic_write
 def plot_mrmr_scores(scores: np.ndarray, threshold: float, path: str | Path) -> Path:
     """The paper's Figure 5: scores sorted from best to worst, with the threshold line, as PNG.
 
-    Infinite scores (zero-redundancy picks) are drawn as markers just above the finite ones.
     Uses the Agg canvas directly, so no global matplotlib backend is touched.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     values = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    finite = values[np.isfinite(values)]
-    top = max(float(finite.max()) if finite.size else 0.0, threshold) * 1.1 or 1.0
+    if not np.isfinite(values).all():
+        raise BlastscanError("mRMR scores must be finite; refit the selector with this version")
     ranks = np.arange(1, len(values) + 1)
     fig = Figure(figsize=(7, 4), dpi=150)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.plot(ranks[np.isfinite(values)], finite, color="tab:blue", lw=1.2, label="mRMR score")
-    if (~np.isfinite(values)).any():
-        ax.plot(
-            ranks[~np.isfinite(values)],
-            np.full(int((~np.isfinite(values)).sum()), top),
-            "^",
-            color="tab:green",
-            ms=3,
-            label="inf (zero redundancy)",
-        )
+    ax.plot(ranks, values, color="tab:blue", lw=1.2, label="mRMR score")
     kept = int((values > threshold).sum())
     ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:g}")
     ax.set(
         xlabel="feature rank",
-        ylabel="score (MIQ)",
+        ylabel="score (nats)",
         xlim=(0, len(values) + 1),
         title=f"mRMR scores, sorted: {kept} of {len(values)} above the threshold",
     )
