@@ -81,6 +81,20 @@ def train(
         handler.close()
 
 
+def _with_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """The config with the precision chosen for `device`, logged with the reason."""
+    from dataclasses import replace
+
+    from blastscan.runtime.precision import resolve_precision
+
+    if config.precision_reason:  # a resumed run: the format it started in
+        log.info("precision %s (%s; resumed)", config.precision, config.precision_reason)
+        return config
+    chosen = resolve_precision(config.precision, device)
+    log.info("precision %s (%s; %s)", chosen.name, chosen.reason, chosen.capability.describe())
+    return replace(config, precision=chosen.name, precision_reason=chosen.reason)
+
+
 def _train(
     data_dir, out, config, resume, cache_dir, show_progress, dataset, dist, device
 ) -> TrainResult:
@@ -95,6 +109,7 @@ def _train(
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             where = out / "config.json"
             raise BlastscanError(f"{where}: missing or damaged ({exc}); {RESTART}") from exc
+    config = _with_precision(config, device)
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
@@ -176,7 +191,8 @@ def _train(
             if not dist.main:
                 continue
             val_loss, val_acc, _ = evaluate_logits(
-                model, images[split.val], labels[split.val], 2 * config.batch_size, device
+                model, images[split.val], labels[split.val], 2 * config.batch_size, device,
+                config.precision,
             )
             row = {
                 "epoch": epoch + 1,
