@@ -32,9 +32,7 @@ def feature_deviation(reference: np.ndarray, other: np.ndarray) -> dict[str, flo
     }
 
 
-def decision_parity(
-    reference: np.ndarray, other: np.ndarray, labels: np.ndarray
-) -> dict[str, Any]:
+def decision_parity(reference: np.ndarray, other: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Agreement of two heads' decisions and McNemar's test of their accuracies (reference = A)."""
     reference, other, labels = (np.asarray(a) for a in (reference, other, labels))
     if not (reference.shape == other.shape == labels.shape):

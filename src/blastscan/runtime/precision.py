@@ -10,7 +10,6 @@ is fast only where VNNI or AMX-INT8 exists; `Capability.int8_native` says whethe
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -127,26 +126,27 @@ def autocast(device: torch.device, precision: Precision | str | None):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bf16")
 
 
-_CURRENT: contextvars.ContextVar[Precision | None] = contextvars.ContextVar(
-    "blastscan_precision", default=None
-)
+_CURRENT: list[Precision] = []  # process-wide: serve's and robustness's worker threads see it
 
 
 @contextlib.contextmanager
 def use_precision(precision: Precision | None) -> Iterator[None]:
-    """Run the block's inference (runtime.infer) in `precision`: what a command's --precision
-    sets once, so the heads, OOD and robustness deep inside need no extra argument."""
-    token = _CURRENT.set(precision)
+    """Run the block's inference (runtime.infer), in every thread, in `precision`: what a
+    command's --precision sets once, so the heads, OOD and robustness deep inside need no
+    extra argument."""
+    if precision is None:
+        yield
+        return
+    _CURRENT.append(precision)
     try:
         yield
     finally:
-        _CURRENT.reset(token)
+        _CURRENT.pop()
 
 
 def current_precision(device: torch.device) -> str:
     """The format inference on `device` runs in: the command's choice, else today's default
     (bf16 autocast on CUDA, fp32 elsewhere)."""
-    chosen = _CURRENT.get()
-    if chosen is not None:
-        return chosen.name if device.type in ("cpu", "cuda") else "fp32"
+    if _CURRENT:
+        return _CURRENT[-1].name if device.type in ("cpu", "cuda") else "fp32"
     return "bf16" if device.type == "cuda" else "fp32"

@@ -28,7 +28,9 @@ class Int8Model:
     data: bytes
     calibration_images: int
     reduce_range: bool
-    method: str = "onnxruntime quantize_static, QDQ, int8 weights per channel, uint8 activations, MinMax"
+    method: str = (
+        "onnxruntime quantize_static, QDQ, int8 weights per channel, uint8 activations, MinMax"
+    )
 
 
 def calibration_sample(n_images: int, seed: int = 0, limit: int = CALIBRATION_IMAGES) -> np.ndarray:

@@ -25,7 +25,11 @@ def final_test_metrics(model, images, labels, split, dataset, config, device) ->
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     _, acc, pred = evaluate_logits(
-        model, images[split.test], labels[split.test], 2 * config.batch_size, device,
+        model,
+        images[split.test],
+        labels[split.test],
+        2 * config.batch_size,
+        device,
         config.precision,
     )
     y = labels[split.test]

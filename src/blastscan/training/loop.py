@@ -191,7 +191,11 @@ def _train(
             if not dist.main:
                 continue
             val_loss, val_acc, _ = evaluate_logits(
-                model, images[split.val], labels[split.val], 2 * config.batch_size, device,
+                model,
+                images[split.val],
+                labels[split.val],
+                2 * config.batch_size,
+                device,
                 config.precision,
             )
             row = {
