@@ -66,6 +66,10 @@ def train(
     # Killed before its first checkpoint, a run has nothing to resume: it starts again.
     resume = resume and (out / "checkpoints" / "last.safetensors").exists()
     dist, device = init_distributed(config.device)
+    if not config.precision_reason:  # a wrong --precision fails before the run directory exists
+        from blastscan.runtime.precision import resolve_precision
+
+        resolve_precision(config.precision, device)
     if not dist.main:
         dist.barrier()  # wait until rank 0 has checked and created the run directory
         return _train(data_dir, out, config, resume, cache_dir, False, dataset, dist, device)
