@@ -117,3 +117,11 @@ def test_extract_int8_needs_a_run_directory(tmp_path, image_folder):
                                  "--quiet"])  # fmt: skip
     assert result.exit_code == 2
     assert "calibrates on the run's training images" in result.stderr
+
+
+def test_train_refuses_a_wrong_precision_before_making_the_run(tmp_path, image_folder):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(image_folder), "--out", str(run),
+                                 "--precision", "half", "--quiet"])  # fmt: skip
+    assert result.exit_code == 2 and "--precision half: choose one of" in result.stderr
+    assert not run.exists()
