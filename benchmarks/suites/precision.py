@@ -105,10 +105,7 @@ def bench_speed(ctx: Context) -> list[Result]:
         results.append(rate_result(
             f"precision/extract_{name}_{size}", f"extract pass of {n} images {size}px, {name}",
             n, seconds, baseline=base, baseline_seconds=extract[base], notes=note))  # fmt: skip
-    vs = rate_result("precision/extract_best_vs_onnx_fp32", "fastest engine vs ORT fp32", n,
-                     [min(min(s) for s in extract.values())], baseline="onnx-fp32",
-                     baseline_seconds=extract["onnx-fp32"], notes=note)  # fmt: skip
-    return [*results, vs]
+    return results
 
 
 def _flags() -> str:
