@@ -174,6 +174,7 @@ def bench_parity(ctx: Context) -> list[Result]:
             "features": feature_deviation(ref.features[rows], got.features),
             "heads": {h: decision_parity(ref_heads[h], got_heads[h], labels[rows])
                       for h in ref_heads},
+            "ood": _ood_parity(bundle, ref.features[rows], got.features, images[test[rows]]),
             "seconds": seconds[name],
             "reference_seconds_same_images": seconds["torch-fp32"] * len(rows) / len(test),
         }  # fmt: skip
@@ -193,13 +194,28 @@ def bench_parity(ctx: Context) -> list[Result]:
     return results
 
 
+def _ood_parity(bundle, reference: np.ndarray, other: np.ndarray, images) -> dict | None:
+    """Does the OOD detector (fitted on fp32 features) flag the same held-out images?"""
+    if bundle.ood is None:
+        return None
+    ref_deep, _, ref_flag = bundle.ood.score(reference, images)
+    deep, _, flag = bundle.ood.score(other, images)
+    return {"flagged_reference": int(ref_flag.sum()), "flagged": int(flag.sum()),
+            "flag_agreement": float(np.mean(ref_flag == flag)),
+            "deep_distance_median_reference": float(np.median(ref_deep)),
+            "deep_distance_median": float(np.median(deep)),
+            "deep_threshold": float(bundle.ood.deep.threshold)}  # fmt: skip
+
+
 def _parity_note(entry: dict) -> str:
     heads = "; ".join(
         f"{h} agree {v['agreement']:.2%} ({v['disagreements']} differ), McNemar p {v['mcnemar_p']:.3g}"
         for h, v in entry["heads"].items()
     )
-    f = entry["features"]
-    return f"{heads}; features max {f['max_abs']:.3g} mean {f['mean_abs']:.3g}"
+    f, ood = entry["features"], entry.get("ood")
+    flags = (f"; OOD flags {ood['flagged']} vs fp32 {ood['flagged_reference']}, agree "
+             f"{ood['flag_agreement']:.2%}") if ood else ""  # fmt: skip
+    return f"{heads}; features max {f['max_abs']:.3g} mean {f['mean_abs']:.3g}{flags}"
 
 
 PARTS = [
