@@ -53,7 +53,7 @@ from benchkit import (  # noqa: E402
     refloor,
 )
 
-SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline", "gpu", "serve")
+SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline", "gpu", "serve", "precision")
 CPU_SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline")  # the default run
 
 

@@ -7,6 +7,7 @@ do), on the fastest engine for the device, and writes the rows with `save_featur
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,23 @@ from blastscan.errors import BlastscanError
 from blastscan.outputs import atomic_save_npz, check_output_file
 from blastscan.runtime.infer import Inference, infer
 
+log = logging.getLogger("blastscan.extract")
+
 
 def save_features(
-    path: Path, inference: Inference, labels, classes, display_names, paths, sha256
+    path: Path,
+    inference: Inference,
+    labels,
+    classes,
+    display_names,
+    paths,
+    sha256,
+    made_by: dict[str, str] | None = None,
 ) -> None:
-    """Write a features file: plain arrays only, so loading it needs no pickle."""
+    """Write a features file: plain arrays only, so loading it needs no pickle. `made_by`
+    (engine, precision and why) is kept as one-string arrays beside the rows."""
     arrays = {
+        **{k: np.asarray(v, dtype=str) for k, v in (made_by or {}).items()},
         "X": inference.features.astype(np.float32),
         "logits": inference.logits.astype(np.float32),
         "y": np.asarray(labels, dtype=np.int64),
@@ -45,6 +57,7 @@ def extract(
     max_per_class: int | None = None,
     seed: int = 0,
     engine: str = "auto",
+    precision: str = "auto",
 ) -> Path:
     """Write the 1000 deep features (and logits) of every image of a dataset to an .npz file.
 
@@ -62,12 +75,14 @@ def extract(
         shard,
         unshard_rows,
     )
+    from blastscan.runtime.precision import resolve_precision
     from blastscan.training import limit_per_class, load_trained_model
 
     check_output_file(out, (".npz",))
     _check_engine(engine)
     configure_threads()
     dist, torch_device = init_distributed(device)
+    chosen = resolve_precision(precision, torch_device)
     model, meta = load_trained_model(model_dir, option="--model")
     model = model.to(torch_device)
     dataset = limit_per_class(D.scan_dataset(data_dir, variant), max_per_class, seed)
@@ -76,8 +91,14 @@ def extract(
     images = D.load_images(mine, meta["image_size"], cache_dir)
     with progress_bar(show_progress and dist.main) as bar:
         task = bar.add_task("extract", total=len(images))
-        run = _runner(model, engine, torch_device, meta["image_size"], images, dist)
+        calibration = (
+            _calibration(model_dir, data_dir, variant, meta) if engine == "onnx-int8" else None
+        )
+        run, used = _runner(
+            model, engine, torch_device, meta["image_size"], images, dist, chosen.name, calibration
+        )
         result = run(images, batch_size, lambda n: bar.advance(task, n))
+    log.info("extract: engine %s, precision %s (%s)", used, chosen.name, chosen.reason)
     parts = gather(dist, result)
     finish(dist)
     if parts is None:  # not rank 0: rank 0 writes everyone's rows
@@ -93,6 +114,7 @@ def extract(
         dataset.display_names,
         dataset.paths,
         [s.sha256 for s in dataset.samples],
+        {"engine": used, "precision": chosen.name, "precision_reason": chosen.reason},
     )
     return Path(out)
 
@@ -108,7 +130,7 @@ def _check_classes(found: list[str], trained: list[str], data_dir: str | Path) -
         )
 
 
-ENGINES = ("auto", "torch", "onnx")
+ENGINES = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def _check_engine(engine: str) -> None:
@@ -119,10 +141,36 @@ def _check_engine(engine: str) -> None:
 ONNX_TOLERANCE = 1e-4
 
 
+def _calibration(model_dir, data_dir, variant: str, meta: dict) -> np.ndarray:
+    """A seeded sample of the training images of the run at `model_dir`: int8's ranges are
+    fitted on them, so no test image shapes the features."""
+    from blastscan import data as D
+    from blastscan.runtime.quantize import calibration_sample
+
+    run = Path(model_dir)
+    if not (run / "split.json").is_file():
+        raise BlastscanError(
+            f"{model_dir}: --engine onnx-int8 calibrates on the run's training images and needs "
+            "its split.json; pass the training run directory as --model"
+        )
+    dataset = D.scan_dataset(data_dir, variant)
+    train = D.saved_split(run, dataset)["train"]
+    rows = train[calibration_sample(len(train), seed=0)]
+    return np.stack([D.load_image_array(dataset.samples[i].path, meta["image_size"]) for i in rows])
+
+
 def _runner(
-    model, engine: str, device: torch.device, image_size: int, images: np.ndarray, dist=None
+    model,
+    engine: str,
+    device: torch.device,
+    image_size: int,
+    images: np.ndarray,
+    dist=None,
+    precision: str = "fp32",
+    calibration: np.ndarray | None = None,
 ):
-    """The fastest engine for this device: onnxruntime on CPU (about 2x eager), torch on GPU.
+    """The fastest engine for this device, and its name: onnxruntime on CPU (about 2x eager),
+    torch on GPU and wherever bf16 was chosen (ONNX Runtime's graph is fp32), int8 if asked.
 
     The ONNX graph is checked against eager PyTorch on the first images before it is trusted;
     under torchrun (`dist`) it is trusted only if it passed on every rank, so that all rows of
@@ -131,11 +179,18 @@ def _runner(
     from blastscan.errors import BlastscanError
 
     _check_engine(engine)
-    if engine == "torch" or (engine == "auto" and device.type != "cpu"):
-        return lambda x, b, cb: infer(model, x, b, device, cb)
+    eager = (lambda x, b, cb: infer(model, x, b, device, cb, precision)), f"torch {precision}"
+    if engine == "torch" or (engine == "auto" and (device.type != "cpu" or precision == "bf16")):
+        return eager
     from blastscan.runtime.onnx import OnnxEngine, onnx_bytes, onnx_parity
 
-    onnx_engine = OnnxEngine(onnx_bytes(model, image_size)[0])
+    graph = onnx_bytes(model, image_size)[0]
+    if engine == "onnx-int8":
+        from blastscan.runtime.quantize import quantize_int8
+
+        assert calibration is not None
+        return OnnxEngine(quantize_int8(graph, calibration).data).infer, "onnx-int8"
+    onnx_engine = OnnxEngine(graph)
     error = max(onnx_parity(model, onnx_engine, images[:8]).values()) if len(images) else 0.0
     failed = float(error > ONNX_TOLERANCE)
     if dist is not None:
@@ -146,8 +201,8 @@ def _runner(
                 f"ONNX export differs from PyTorch by {error:.2e} (here, or on another rank); "
                 "use --engine torch"
             )
-        return lambda x, b, cb: infer(model, x, b, device, cb)
-    return onnx_engine.infer
+        return eager
+    return onnx_engine.infer, "onnx fp32"
 
 
 def load_features(path: str | Path) -> dict[str, np.ndarray]:

@@ -49,6 +49,14 @@ def test_run_directory_is_complete(image_folder: Path, tmp_path: Path):
     assert not list(image_folder.rglob("*.npy")), "nothing may be written into the dataset"
     meta = json.loads((run / "checkpoints" / "final.json").read_text())
     assert meta["classes"] == ["Benign", "Early", "Pre", "Pro"] and meta["image_size"] == 32
+    from blastscan.runtime.precision import resolve_precision
+
+    chosen = resolve_precision("auto", "cpu")  # the choice, and why, in config.json and the log
+    config = json.loads((run / "config.json").read_text())
+    assert (config["precision"], config["precision_reason"]) == (chosen.name, chosen.reason)
+    assert f"precision {chosen.name} ({chosen.reason}; torch CPU capability" in (
+        run / "train.log"
+    ).read_text()
     with pytest.raises(BlastscanError, match="--resume"):
         T.train(image_folder, run, TINY, cache_dir=tmp_path / "cache", show_progress=False)
 

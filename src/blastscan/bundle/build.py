@@ -59,6 +59,7 @@ def bundle_from_run(
     overwrite: bool = False,
     show_progress: bool = True,
     cache_dir: str | Path | None = None,
+    int8: bool = False,
 ) -> Path:
     """Bundle a training run; with its dataset, also fit the OOD detector and a classical head.
 
@@ -76,6 +77,8 @@ def bundle_from_run(
             raise BlastscanError(
                 "a classical head is fitted on the run's training images: pass --data"
             )
+    if int8 and data_dir is None:
+        raise BlastscanError("--int8 is calibrated on the run's training images: pass --data")
     if Path(out).exists():
         check_replaceable(Path(out), overwrite)
     run = Path(run_dir)
@@ -103,7 +106,7 @@ def bundle_from_run(
                 score = held_out_score(classical, test, meta)
                 metrics = {**metrics, "classical_head": {**score, "n_fit": len(train[1])}}
         facts["data"] = _data_fact(run, data_dir)
-    return write_bundle(
+    path = write_bundle(
         out,
         model,
         meta,
@@ -113,6 +116,18 @@ def bundle_from_run(
         card_facts=facts,
         overwrite=overwrite,
     )
+    if int8:
+        add_int8(path, train[2])
+    return path
+
+
+def add_int8(bundle: Path, train_images) -> None:
+    """model.int8.onnx, calibrated on a seeded sample of the run's training images."""
+    from blastscan.bundle.export import add_int8_onnx
+    from blastscan.runtime.quantize import calibration_sample
+
+    rows = calibration_sample(len(train_images), seed=0)
+    add_int8_onnx(bundle, train_images[rows], "the run's training images (seeded sample)")
 
 
 def held_out_score(head: ClassicalHead, test: tuple, meta: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from blastscan.bundle.format import ONNX, add_file
+from blastscan.bundle.format import INT8_ONNX, ONNX, add_file
 from blastscan.bundle.loaded import load_bundle
 from blastscan.errors import BlastscanError
 from blastscan.runtime.onnx import OPSET, TOLERANCE, OnnxEngine, onnx_bytes, onnx_parity
@@ -92,3 +92,25 @@ def _ort_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
+
+
+def add_int8_onnx(bundle_path: str | Path, calibration: np.ndarray, source: str) -> dict[str, Any]:
+    """Quantise the bundle's CNN to int8 (QDQ) on `calibration` images, which must be training
+    images, and add it as model.int8.onnx with its parity against fp32 on those images."""
+    from blastscan.runtime.quantize import quantize_int8
+
+    bundle = load_bundle(bundle_path)
+    data, exporter = onnx_bytes(bundle.model, bundle.image_size)
+    int8 = quantize_int8(data, calibration)
+    errors = onnx_parity(bundle.model, OnnxEngine(int8.data), calibration[:16])
+    info = {
+        "file": INT8_ONNX,
+        "exporter": exporter,
+        "quantization": int8.method,
+        "reduce_range": int8.reduce_range,
+        "calibration": {"images": int8.calibration_images, "source": source},
+        "check": {"max_abs_error_vs_fp32": errors, "images": "16 of the calibration images"},
+        "onnxruntime": _ort_version(),
+    }
+    add_file(bundle.path, INT8_ONNX, int8.data, "onnx_int8", info)
+    return info

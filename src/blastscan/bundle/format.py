@@ -3,7 +3,7 @@
 Layout (see docs/reference/bundle.md): `bundle.json` (format, classes, input, versions, metrics and the
 sha256 of every other file), `MODEL_CARD.md`, `model.safetensors` (CNN weights), optionally
 `ood.safetensors` (OOD detector), `classical.safetensors` + `classifier.skops` (mRMR columns,
-scaler, classifier) and `model.onnx`. Every file is read once and checked against its sha256
+scaler, classifier), `model.onnx` and `model.int8.onnx`. Every file is read once and checked against its sha256
 in bundle.json before it is parsed.
 """
 
@@ -28,6 +28,7 @@ OOD_ARRAYS = "ood.safetensors"
 CLASSICAL_ARRAYS = "classical.safetensors"
 CLASSIFIER = "classifier.skops"
 ONNX = "model.onnx"
+INT8_ONNX = "model.int8.onnx"  # QDQ int8, calibrated on training images (bundle --int8)
 
 # Types a classifier file may contain beyond skops' own trusted scikit-learn/numpy types.
 # Only blastscan's own estimators (classify.py) are added; anything else fails to load.

@@ -15,6 +15,7 @@ from PIL import Image
 from blastscan.bundle.format import (
     CLASSICAL_ARRAYS,
     CLASSIFIER,
+    INT8_ONNX,
     MANIFEST,
     ONNX,
     OOD_ARRAYS,
@@ -39,6 +40,7 @@ class Bundle:
     classical: ClassicalHead | None = None
     ood: OODDetector | None = None
     onnx_bytes: bytes | None = None
+    int8_bytes: bytes | None = None
     _engines: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -141,7 +143,8 @@ class Bundle:
         return np.stack([self.prepare(Image.fromarray(a.astype(np.uint8))) for a in images])
 
     def engine(self, name: str = "torch", device: str | None = None):
-        """A cached inference engine: eager PyTorch or ONNX Runtime (after `blastscan export`)."""
+        """A cached inference engine: eager PyTorch, ONNX Runtime (after `blastscan export`) or
+        its int8 graph (after `blastscan bundle --int8`)."""
         key = f"{name}:{device}"
         if key not in self._engines:
             self._engines[key] = self._make_engine(name, device)
@@ -158,7 +161,16 @@ class Bundle:
             from blastscan.runtime.onnx import OnnxEngine
 
             return OnnxEngine(self.onnx_bytes)
-        raise BlastscanError(f"unknown engine {name!r}; use torch or onnx")
+        if name == "onnx-int8":
+            if self.int8_bytes is None:
+                raise BlastscanError(
+                    f"{self.path}: has no {INT8_ONNX}; rebuild it with blastscan bundle RUN "
+                    "--out DIR --data DATA --int8"
+                )
+            from blastscan.runtime.onnx import OnnxEngine
+
+            return OnnxEngine(self.int8_bytes)
+        raise BlastscanError(f"unknown engine {name!r}; use torch, onnx or onnx-int8")
 
 
 def _png(picture: Image.Image) -> bytes:
@@ -212,7 +224,7 @@ def _load_verified(root: Path, manifest: dict[str, Any]) -> Bundle:
     classical = None
     if CLASSIFIER in blobs and CLASSICAL_ARRAYS in blobs:
         classical = _load_classical(root, manifest, blobs[CLASSICAL_ARRAYS], blobs[CLASSIFIER])
-    return Bundle(root, manifest, model, classical, ood, blobs.get(ONNX))
+    return Bundle(root, manifest, model, classical, ood, blobs.get(ONNX), blobs.get(INT8_ONNX))
 
 
 def _load_classical(

@@ -87,3 +87,23 @@ CacheOpt = Annotated[
         show_default="$BLASTSCAN_CACHE or ~/.cache/blastscan",
     ),
 ]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto (bf16 where the CPU has AMX or AVX512-BF16, fp32 elsewhere; bf16 autocast "
+        "on CUDA), fp32 or bf16.",
+    ),
+]
+
+
+@contextlib.contextmanager
+def chosen_precision(requested: str, device: str | None, quiet: bool = False) -> Iterator[None]:
+    """Run the command's networks in the precision chosen for its device, said on stderr once."""
+    from blastscan.runtime.device import pick_device
+    from blastscan.runtime.precision import resolve_precision, use_precision
+
+    chosen = resolve_precision(requested, pick_device(device))
+    if not quiet:
+        typer.echo(f"precision {chosen.name} ({chosen.reason})", err=True)
+    with use_precision(chosen):
+        yield

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from blastscan.cli.common import CacheOpt, DataOpt, friendly_errors
+from blastscan.cli.common import CacheOpt, DataOpt, PrecisionOpt, friendly_errors
 from blastscan.errors import BlastscanError
 
 FeaturesArg = Annotated[Path, typer.Argument(help="Features file written by 'blastscan extract'.")]
@@ -29,19 +29,29 @@ def extract(
     ] = None,
     cache_dir: CacheOpt = None,
     engine: Annotated[
-        str, typer.Option(help="auto (onnxruntime on CPU, torch on GPU), torch or onnx.")
+        str,
+        typer.Option(
+            help="auto (onnxruntime on CPU, torch on GPU or in bf16), torch, onnx or onnx-int8 "
+            "(static int8 calibrated on the run's training images; fast with VNNI or AMX)."
+        ),
     ] = "auto",
+    precision: PrecisionOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Write the 1000 deep features (pooled conv19) of every image, with labels, paths and sha256."""
+    import numpy as np
+
     from blastscan.features import extract as run_extract
     from blastscan.runtime.distributed import is_main_process
 
     path = run_extract(
-        model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine
-    )
+        model, data, out, batch_size, variant, cache_dir, device, not quiet, engine=engine,
+        precision=precision,
+    )  # fmt: skip
     if is_main_process():  # under torchrun rank 0 alone wrote the file
-        typer.echo(f"features written to {path}")
+        with np.load(path) as f:
+            how = f"{f['engine']}, precision {f['precision']} ({f['precision_reason']})"
+        typer.echo(f"features written to {path} ({how})")
 
 
 @friendly_errors

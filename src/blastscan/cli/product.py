@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from blastscan.cli.common import DEFAULT_CLASSIFIER, CacheOpt, friendly_errors, none_readable
+from blastscan.cli.common import (
+    DEFAULT_CLASSIFIER,
+    CacheOpt,
+    PrecisionOpt,
+    chosen_precision,
+    friendly_errors,
+    none_readable,
+)
 from blastscan.errors import BlastscanError
 
 
@@ -61,6 +68,15 @@ def bundle_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing bundle.")
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also add model.int8.onnx (ONNX Runtime static int8, calibrated on the run's "
+            "training images) for predict/serve --engine onnx-int8; needs --data.",
+        ),
+    ] = False,
+    precision: PrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -72,8 +88,11 @@ def bundle_cmd(
             f"{run}: pass --data (the run's dataset) to fit the OOD detector and the deciding "
             "head, or --cnn-only for a bundle that cannot flag unfamiliar images"
         )
+    if int8 and data is None:
+        raise BlastscanError(f"{run}: --int8 is calibrated on the run's training images; pass --data")
     chosen = None if cnn_only or classifier.lower() == "none" else classifier
-    path = bundle_from_run(
+    with chosen_precision(precision, None, quiet):
+        path = bundle_from_run(
         run,
         out,
         None if cnn_only else data,
@@ -85,6 +104,7 @@ def bundle_cmd(
         overwrite=overwrite,
         show_progress=not quiet,
         cache_dir=cache_dir,
+        int8=int8,
     )
     typer.echo(f"bundle written to {path}")
 
@@ -102,12 +122,17 @@ def predict(
         ),
     ] = None,
     engine: Annotated[
-        str, typer.Option(help="torch or onnx (after blastscan export --onnx).")
+        str,
+        typer.Option(
+            help="torch, onnx (after blastscan export --onnx) or onnx-int8 (after blastscan "
+            "bundle --int8; fast where the CPU has VNNI or AMX)."
+        ),
     ] = "torch",
     head: Annotated[
         str, typer.Option(help="auto (classifier if bundled, else CNN), cnn or classical.")
     ] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 32,
+    precision: PrecisionOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
 ) -> None:
     """Classify smear images with a bundle; unreadable files are listed, not fatal."""
@@ -136,7 +161,10 @@ def predict(
             "--data DATA",
             err=True,
         )
-    with progress_bar(not quiet and is_main_process()) as bar:
+    with (
+        chosen_precision(precision, None, quiet or not is_main_process()),
+        progress_bar(not quiet and is_main_process()) as bar,
+    ):
         task = bar.add_task("predict", total=None)
         run = predict_sharded(
             loaded,
@@ -225,8 +253,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     max_concurrent: Annotated[int, typer.Option(help="Model calls at once.", min=1)] = 1,
+    engine: Annotated[
+        str, typer.Option(help="torch, onnx (after export --onnx) or onnx-int8 (bundle --int8).")
+    ] = "torch",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Web page and JSON API (POST /api/predict, GET /health, /docs) over a bundle."""
     from blastscan.serve import serve as run_server
 
-    run_server(bundle, host, port, max_concurrent)
+    with chosen_precision(precision, None):
+        run_server(bundle, host, port, max_concurrent, engine)

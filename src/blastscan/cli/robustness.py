@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from blastscan.cli.common import friendly_errors, log_on_stderr
+from blastscan.cli.common import PrecisionOpt, chosen_precision, friendly_errors, log_on_stderr
 from blastscan.errors import BlastscanError
 
 
@@ -51,6 +51,7 @@ def robustness(
     ] = True,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
+    precision: PrecisionOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts,
@@ -60,7 +61,10 @@ def robustness(
 
     grid = perturbation_grid(perturbation or list(DEFAULT_GRID))
     loaded = load_bundle(bundle) if bundle is not None else None  # robustness takes it loaded
-    with log_on_stderr("blastscan.robustness", logging.WARNING if quiet else logging.INFO):
+    with (
+        chosen_precision(precision, device, quiet),
+        log_on_stderr("blastscan.robustness", logging.WARNING if quiet else logging.INFO),
+    ):
         result = run_robustness(
             run, data, out, perturbations=grid, batch_size=batch_size, device=device,
             bundle=loaded, head=head, colour_swap=colour_swap,

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from blastscan.cli.common import DEFAULT_CLASSIFIER, CacheOpt, DataOpt, friendly_errors
+from blastscan.cli.common import (
+    DEFAULT_CLASSIFIER,
+    CacheOpt,
+    DataOpt,
+    PrecisionOpt,
+    chosen_precision,
+    friendly_errors,
+)
 from blastscan.errors import BlastscanError
 
 
@@ -154,6 +161,7 @@ def train(
         str | None,
         typer.Option(help="cpu, cuda, cuda:1 ...", show_default="cuda if present, else cpu"),
     ] = None,
+    precision: PrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
     bundle_classifier: Annotated[
         str,
@@ -207,15 +215,17 @@ def train(
         device=device,
         outer_folds=outer_folds,
         outer_fold=outer_fold,
+        precision=precision,
     )
     result = run_training(
         data, out, config, resume=resume, cache_dir=cache_dir, show_progress=not quiet
     )
     if is_main_process():  # under torchrun rank 0 alone writes it
         classifier = None if bundle_classifier.lower() == "none" else bundle_classifier
-        write_train_bundle(
-            result.run_dir, data, classifier, cnn_only_bundle, cache_dir, show_progress=not quiet
-        )
+        with chosen_precision(precision, device, quiet=True):  # train already said which
+            write_train_bundle(
+                result.run_dir, data, classifier, cnn_only_bundle, cache_dir, not quiet
+            )
     m = result.test_metrics
     if not m:  # a torchrun worker other than rank 0: rank 0 reports
         return

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from blastscan.data import to_float_tensor
+from blastscan.runtime.precision import autocast, current_precision
 
 
 @dataclass
@@ -34,16 +35,21 @@ def infer(
     batch_size: int = 64,
     device: torch.device | None = None,
     on_batch: Callable[[int], None] | None = None,
+    precision: str | None = None,
 ) -> Inference:
-    """Features and logits for (N, H, W, 3) uint8 images, in eval mode, in order."""
+    """Features and logits for (N, H, W, 3) uint8 images, in eval mode, in order.
+
+    `precision` fp32 or bf16 (autocast on channels_last input, outputs back in fp32); by default the
+    one the command chose (`runtime.precision.use_precision`).
+    """
     device = device or next(model.parameters()).device
+    precision = precision or current_precision(device)
     was_training = model.training
     model.eval()
     feats, logits = [], []
-    use_amp = device.type == "cuda"
     for start in range(0, len(images), batch_size):
         batch = to_float_tensor(images[start : start + batch_size], device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast(device, precision):
             f = model.features(batch)
             z = model.head(f)
         feats.append(f.float().cpu().numpy())

@@ -41,6 +41,7 @@ def create_app(
 ):
     """The FastAPI app for one bundle (loaded and verified once, at start)."""
     model = as_bundle(bundle)
+    model.engine(engine)  # an engine the bundle lacks (model.int8.onnx) fails at start
     workers = ThreadPoolExecutor(max_concurrent, thread_name_prefix="blastscan-model")
 
     @asynccontextmanager
@@ -77,6 +78,7 @@ def create_app(
             "ood": model.ood is not None,
             "ood_check": "on" if model.ood is not None else "unchecked: no OOD detector",
             "engine": engine,
+            "precision": "int8" if engine == "onnx-int8" else _precision(engine),
             "format_version": model.manifest["format_version"],
         }
 
@@ -134,15 +136,29 @@ def analyse(
     return result
 
 
+def _precision(engine: str) -> str:
+    """The format the model runs in: ONNX Runtime's fp32 graph, or eager torch's choice."""
+    if engine == "onnx":
+        return "fp32"
+    from blastscan.runtime.device import pick_device
+    from blastscan.runtime.precision import current_precision
+
+    return current_precision(pick_device(None))
+
+
 def serve(
-    bundle_path: str | Path, host: str = "127.0.0.1", port: int = 8000, max_concurrent: int = 1
+    bundle_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_concurrent: int = 1,
+    engine: str = "torch",
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
     check_can_listen(host, port)
     uvicorn.run(
-        create_app(bundle_path, max_concurrent=max_concurrent),
+        create_app(bundle_path, max_concurrent=max_concurrent, engine=engine),
         host=host,
         port=port,
         log_level="info",

@@ -60,6 +60,10 @@ class TrainConfig:
     max_per_class: int | None = None  # a stratified subset, for quick runs and tests
     compile: bool = False
     device: str | None = None
+    # auto, fp32 or bf16 as asked; `train` replaces it with what was chosen for the device and
+    # records why (runtime.precision.resolve_precision), so a resumed run keeps the same format
+    precision: str = "auto"
+    precision_reason: str | None = None
     recipe: str = "paper"
     extra: dict = field(default_factory=dict)
 

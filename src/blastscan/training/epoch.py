@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from blastscan import data as D
 from blastscan.runtime.distributed import Distributed
+from blastscan.runtime.precision import autocast
 from blastscan.training.config import RELIGHTING, TrainConfig, image_size_at, learning_rate
 from blastscan.training.distill import distillation_loss
 
@@ -74,7 +75,7 @@ def train_one_epoch(
         x = _rank_slice_at_size(augment(batch), dist, size)
         idx = idx[dist.rank :: dist.world]
         y = torch.as_tensor(labels[idx.numpy()], device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, config.precision):  # weights, BN statistics and loss stay fp32
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
             if teacher is not None:

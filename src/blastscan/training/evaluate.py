@@ -9,8 +9,11 @@ import torch.nn.functional as F
 from blastscan.runtime.infer import infer
 
 
-def evaluate_logits(model, images, labels, batch_size, device) -> tuple[float, float, np.ndarray]:
-    out = infer(model, images, batch_size=batch_size, device=device)
+def evaluate_logits(
+    model, images, labels, batch_size, device, precision: str | None = None
+) -> tuple[float, float, np.ndarray]:
+    """Loss, accuracy and decisions, the network run in the training run's `precision`."""
+    out = infer(model, images, batch_size=batch_size, device=device, precision=precision)
     logits = torch.from_numpy(out.logits)
     loss = F.cross_entropy(logits, torch.from_numpy(labels)).item() if len(labels) else float("nan")
     pred = out.logits.argmax(1)
@@ -22,7 +25,12 @@ def final_test_metrics(model, images, labels, split, dataset, config, device) ->
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     _, acc, pred = evaluate_logits(
-        model, images[split.test], labels[split.test], 2 * config.batch_size, device
+        model,
+        images[split.test],
+        labels[split.test],
+        2 * config.batch_size,
+        device,
+        config.precision,
     )
     y = labels[split.test]
     k = len(dataset.classes)

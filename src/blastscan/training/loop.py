@@ -66,6 +66,10 @@ def train(
     # Killed before its first checkpoint, a run has nothing to resume: it starts again.
     resume = resume and (out / "checkpoints" / "last.safetensors").exists()
     dist, device = init_distributed(config.device)
+    if not config.precision_reason:  # a wrong --precision fails before the run directory exists
+        from blastscan.runtime.precision import resolve_precision
+
+        resolve_precision(config.precision, device)
     if not dist.main:
         dist.barrier()  # wait until rank 0 has checked and created the run directory
         return _train(data_dir, out, config, resume, cache_dir, False, dataset, dist, device)
@@ -79,6 +83,20 @@ def train(
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def _with_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """The config with the precision chosen for `device`, logged with the reason."""
+    from dataclasses import replace
+
+    from blastscan.runtime.precision import resolve_precision
+
+    if config.precision_reason:  # a resumed run: the format it started in
+        log.info("precision %s (%s; resumed)", config.precision, config.precision_reason)
+        return config
+    chosen = resolve_precision(config.precision, device)
+    log.info("precision %s (%s; %s)", chosen.name, chosen.reason, chosen.capability.describe())
+    return replace(config, precision=chosen.name, precision_reason=chosen.reason)
 
 
 def _train(
@@ -95,6 +113,7 @@ def _train(
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             where = out / "config.json"
             raise BlastscanError(f"{where}: missing or damaged ({exc}); {RESTART}") from exc
+    config = _with_precision(config, device)
     dataset = dataset or D.scan_dataset(data_dir, config.variant)
     dataset = limit_per_class(dataset, config.max_per_class, config.seed)
     images = D.load_images(dataset, config.image_size, cache_dir)
@@ -176,7 +195,12 @@ def _train(
             if not dist.main:
                 continue
             val_loss, val_acc, _ = evaluate_logits(
-                model, images[split.val], labels[split.val], 2 * config.batch_size, device
+                model,
+                images[split.val],
+                labels[split.val],
+                2 * config.batch_size,
+                device,
+                config.precision,
             )
             row = {
                 "epoch": epoch + 1,
