@@ -147,18 +147,35 @@ def compare(
             show_default="clean images only",
         ),
     ] = None,
+    battery: Annotated[
+        bool,
+        typer.Option("--battery", help="Compare on every kind x severity of the shift battery."),
+    ] = False,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="With --battery: only these kinds (repeatable).", show_default="all"),
+    ] = None,
+    images: Annotated[
+        int | None,
+        typer.Option(help="A seeded subsample of this many shared test images.", min=1,
+                     show_default="all"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the battery and the subsample.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Two runs image by image on their shared test images: accuracies and McNemar's exact test."""
+    from blastscan.robustness import BATTERY
     from blastscan.robustness.paired import compare_runs
 
     grid = perturbation_grid(perturbation or [])
+    kinds = (kind or list(BATTERY)) if battery else None
     with log_on_stderr("blastscan.compare", logging.WARNING if quiet else logging.INFO):
         result = compare_runs(
-            run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device
-        )
+            run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device,
+            battery=kinds, seed=seed, n_images=images,
+        )  # fmt: skip
     clean = result["rows"][0]
     typer.echo(
         f"clean: A {clean['accuracy_a']['value']:.2%}, B {clean['accuracy_b']['value']:.2%} "

@@ -53,9 +53,11 @@ def _corrupt_parallel(images, name, severity, seed, pool, piece: int = 32) -> np
     return np.concatenate(list(parts))
 
 
-def _cell(pred: np.ndarray, flags: np.ndarray | None, labels: np.ndarray) -> dict:
+def _cell(pred: np.ndarray, flags: np.ndarray | None, labels: np.ndarray, keep: bool) -> dict:
     cell = {"accuracy": proportion(int(np.sum(pred == labels)), len(labels))}
     cell["ood"] = None if flags is None else proportion(int(flags.sum()), len(labels))
+    if keep:
+        cell["predictions"] = [int(p) for p in pred]
     return cell
 
 
@@ -66,13 +68,15 @@ def evaluate_battery(
     kinds: Sequence[str] | None = None,
     seed: int = 0,
     on_step: Callable[[str, int, dict], None] | None = None,
+    keep_predictions: bool = False,
 ) -> dict:
     """Accuracy (95% Wilson interval) and the share flagged OOD, clean and for every kind and
     severity of the battery (`kinds`: a subset of BATTERY, default all), under `seed`.
 
     Returns plain JSON values: {"n", "seed", "clean": cell, "kinds": {name: {"models", "unit",
     "strengths", "cells": [cell per severity]}}, "summary"}; a cell is {"severity",
-    "strength", "accuracy": proportion, "ood": proportion or None}.
+    "strength", "accuracy": proportion, "ood": proportion or None}, plus "predictions" (one
+    class index per image) with `keep_predictions`, for paired comparisons.
     """
     images = _check_batch(images)
     labels = np.asarray(labels, dtype=np.int64)
@@ -82,7 +86,7 @@ def evaluate_battery(
     names = list(kinds) if kinds else list(BATTERY)
     for name in names:
         kind(name)  # a wrong name fails before the long part
-    result: dict = {"n": int(len(labels)), "seed": int(seed), "clean": _cell(*scorer(images), labels)}
+    result: dict = {"n": int(len(labels)), "seed": int(seed), "clean": _cell(*scorer(images), labels, keep_predictions)}
     if on_step:
         on_step("clean", 0, result["clean"])
     result["kinds"] = {}
@@ -93,7 +97,7 @@ def evaluate_battery(
             for severity in SEVERITIES:
                 shifted = _corrupt_parallel(images, name, severity, seed, pool)
                 cell = {"severity": severity, "strength": k.strengths[severity - 1]}
-                cell.update(_cell(*scorer(shifted), labels))
+                cell.update(_cell(*scorer(shifted), labels, keep_predictions))
                 cells.append(cell)
                 if on_step:
                     on_step(name, severity, cell)

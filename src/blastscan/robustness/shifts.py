@@ -121,7 +121,7 @@ def precipitate(image: np.ndarray, count: float, rng: np.random.Generator) -> np
     """Stain deposits: `count` dark violet specks of radius 0.7-2 px per 128 x 128 px, at
     places drawn per image (the first of the same 200 places at every severity)."""
     h, w = image.shape[:2]
-    n = int(round(count * h * w / 128**2))
+    n = int(np.ceil(count * h * w / 128**2))
     places = rng.uniform(0, 1, (200, 2)) * (h, w)
     radii = rng.uniform(0.7, 2.0, 200)
     cover = np.zeros((h, w), dtype=np.float32)
