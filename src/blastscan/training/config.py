@@ -108,9 +108,10 @@ RECIPES: dict[str, dict] = {
     # the plain fast recipe of 40 epochs, paired (p = 0.62; docs/results.md "Six seeds").
     # 40 epochs hold the brightness range but lose at x1.0 (9 / 0 images, p = 0.004).
     "robust": {**_FAST, "epochs": 160, "brighten": 0.45, "darken": 0.45},
-    # The fast recipe's budget (17 epochs, 128 px) under the shifts of the battery
+    # A candidate: the fast recipe's 17 epochs at 128 px under the shifts of the battery
     # (`blastscan robustness --battery`): another lamp, stain batch, white balance, focus,
-    # camera noise and JPEG pipeline. Measured against `fast` in docs/robustness.md.
+    # camera noise and JPEG pipeline. The augmentation adds about 0.2 s per batch of 64 on
+    # 2 cores. Not yet measured on the battery (docs/robustness.md): not the default.
     "shift": {
         **_FAST,
         "brighten": 0.35,
