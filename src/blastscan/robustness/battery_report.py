@@ -166,7 +166,9 @@ def run_battery(
     log.info("battery on %s: %d test images at %d px", what, len(images), meta["image_size"])
     result = evaluate_battery(
         scorer, images, labels, kinds, seed,
-        on_step=lambda n, s, c: log.info("%s %s: %.1f%%", n, s or "", 100 * c["accuracy"]["value"]),
+        on_step=lambda n, s, c: log.info(
+            "%s: %.1f%%", f"{n} {s}" if s else n, 100 * c["accuracy"]["value"]
+        ),
     )  # fmt: skip
     result["summary"] = battery_summary(result, ref)
     result = {"run": str(run_dir), "scored": what, "data": str(data_dir),
