@@ -15,7 +15,7 @@ import numpy as np
 
 from blastscan.errors import BlastscanError
 from blastscan.outputs import atomic_write, atomic_write_json, atomic_write_text, check_output_dir
-from blastscan.robustness.battery import SEVERITIES
+from blastscan.robustness.battery import SEVERITIES, kind
 from blastscan.robustness.battery_eval import (
     battery_summary,
     bundle_scorer,
@@ -150,6 +150,8 @@ def run_battery(
     from blastscan.runtime.distributed import configure_threads
     from blastscan.training import load_trained_model
 
+    for name in kinds or []:
+        kind(name)  # a wrong name fails before the model and the images load
     configure_threads()
     check_output_dir(Path(out_dir))
     ref = load_reference(reference) if reference is not None else None
