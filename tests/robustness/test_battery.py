@@ -97,3 +97,11 @@ def test_battery_runs_on_a_tiny_real_subset(tmp_path):
     table = R.battery_table_markdown(result)
     assert "out-of-distribution" in table and "| air-bubbles |" in table
     assert R.plot_battery(result, tmp_path / "battery.png").stat().st_size > 0
+
+
+def test_a_reference_that_is_no_battery_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "robustness.json"
+    bad.write_text('{"perturbations": {}}')
+    with pytest.raises(BlastscanError, match="not a battery.json"):
+        R.load_reference(bad)
+    assert R._names(["/a/Pre/x.png"]) == R._names(["/elsewhere/Pre/x.png"])

@@ -116,6 +116,11 @@ def subsample(n_total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
 
 
+def _names(paths: list[str]) -> list[str]:
+    """class folder / file name of each path: the same images wherever the dataset is mounted."""
+    return [f"{Path(p).parent.name}/{Path(p).name}" for p in paths]
+
+
 def load_reference(path: str | Path) -> dict:
     """A battery.json written before, for mCE; a one-line error when it is not one."""
     try:
@@ -162,6 +167,11 @@ def run_battery(
     images, labels, paths = split_images(run_dir, dataset, indices, "test", meta, cache_dir)
     keep = subsample(len(images), n_images, seed)
     images, labels = images[keep], np.asarray(labels)[keep]
+    chosen = [str(paths[i]) for i in keep]
+    if ref is not None and (_names(ref.get("images", chosen)) != _names(chosen)
+                            or ref.get("seed", seed) != seed):  # fmt: skip
+        raise BlastscanError(f"{reference}: scored other images or another --seed; mCE needs the "
+                             "reference's battery on the same --images and --seed")  # fmt: skip
     _, what = _scored_model(model, bundle, head, batch_size, meta, run_dir)
     scorer = (bundle_scorer(bundle, head, batch_size) if bundle is not None
               else model_scorer(model, batch_size, torch_device))  # fmt: skip
@@ -175,7 +185,7 @@ def run_battery(
     result["summary"] = battery_summary(result, ref)
     result = {"run": str(run_dir), "scored": what, "data": str(data_dir),
               "image_size": meta["image_size"], "reference": str(reference) if reference else None,
-              "images": [str(paths[i]) for i in keep], **result}  # fmt: skip
+              "images": chosen, **result}  # fmt: skip
     out_dir = Path(out_dir)
     atomic_write_json(out_dir / "battery.json", result)
     atomic_write_text(out_dir / "battery.md", battery_table_markdown(result))
