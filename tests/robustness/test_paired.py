@@ -77,6 +77,13 @@ def test_compare_runs_pairs_the_same_images(image_folder, tmp_path):
     itself = compare_runs(a, copy, image_folder, tmp_path / "self", cache_dir=tmp_path / "cache")
     row = itself["rows"][0]
     assert (row["a_only"], row["b_only"], row["p_value"]) == (0, 0, 1.0)
+    # the shift battery, paired: both networks see the same corrupted images
+    battered = compare_runs(a, copy, image_folder, tmp_path / "battery",
+                            cache_dir=tmp_path / "cache", battery=["jpeg"], n_images=3)  # fmt: skip
+    assert [(r["condition"], r["strength"]) for r in battered["rows"]] == [
+        ("clean", ""), *[("jpeg", f"severity {s}") for s in range(1, 6)]
+    ]  # fmt: skip
+    assert all(r["n"] == 3 and r["a_only"] == r["b_only"] == 0 for r in battered["rows"])
 
     other = _run(image_folder, tmp_path / "c", {**split, "test": paths[1::3]}, seed=0)
     with pytest.raises(BlastscanError, match="held out different test images"):

@@ -27,3 +27,12 @@ def test_robust_recipe_is_the_fast_one_under_every_lamp_for_160_epochs():
     assert T.recipe_config("robust", epochs=3, darken=None).epochs == 3  # an option given wins
     with pytest.raises(BlastscanError, match="robust"):
         T.recipe_config("sturdy")
+
+
+def test_shift_recipe_keeps_the_fast_budget_and_switches_every_degradation_on():
+    fast, shift = T.recipe_config("fast"), T.recipe_config("shift")
+    assert (shift.epochs, shift.image_size, shift.batch_size) == (
+        fast.epochs, fast.image_size, fast.batch_size
+    )  # fmt: skip
+    assert all(getattr(shift, k) > 0 for k in ("stain_jitter", "saturation", "blur", "noise", "jpeg"))
+    assert set(T.RELIGHTING) >= {"stain_jitter", "saturation", "blur", "noise", "jpeg", "hue"}

@@ -49,16 +49,45 @@ def robustness(
             "run's training images of that class): does the model read stain and light?"
         ),
     ] = True,
+    battery: Annotated[
+        bool,
+        typer.Option(
+            "--battery",
+            help="Run the shift battery instead: 15 kinds (lamp, stain, optics, camera, slide) "
+            "x 5 severities, with OOD flags per severity under --bundle (docs/robustness.md).",
+        ),
+    ] = False,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="With --battery: only these kinds (repeatable).", show_default="all"),
+    ] = None,
+    images: Annotated[
+        int | None,
+        typer.Option(
+            help="With --battery: a seeded subsample of this many test images.", min=1,
+            show_default="all held-out test images",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="With --battery: seed of the corruptions and the subsample.")
+    ] = 0,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="With --battery: a reference model's battery.json, for mCE."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
     precision: PrecisionOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Accuracy (95% intervals) under brightness, contrast, hue, stain, blur and JPEG shifts,
-    and in each class's colour."""
+    and in each class's colour; or, with --battery, the shift battery."""
     from blastscan.bundle import load_bundle
     from blastscan.robustness import DEFAULT_GRID, run_robustness
 
+    if battery:
+        return _battery(run, data, out, bundle, head, kind, images, seed, reference,
+                        batch_size, device, quiet)  # fmt: skip
     grid = perturbation_grid(perturbation or list(DEFAULT_GRID))
     loaded = load_bundle(bundle) if bundle is not None else None  # robustness takes it loaded
     with (
@@ -84,6 +113,30 @@ def robustness(
     typer.echo(f"-> {Path(out) / 'robustness.md'}")
 
 
+def _battery(run, data, out, bundle, head, kinds, n_images, seed, reference, batch_size,
+             device, quiet) -> None:  # fmt: skip
+    """`robustness --battery`: run it and print the summary numbers."""
+    from blastscan.bundle import load_bundle
+    from blastscan.robustness import run_battery
+
+    loaded = load_bundle(bundle) if bundle is not None else None
+    with log_on_stderr("blastscan.robustness", logging.WARNING if quiet else logging.INFO):
+        result = run_battery(
+            run, data, out, bundle=loaded, head=head, kinds=kinds, seed=seed,
+            n_images=n_images, reference=reference, batch_size=batch_size, device=device,
+        )  # fmt: skip
+    s = result["summary"]
+    line = (f"{result['scored']}: clean {s['clean_accuracy']:.1%}; battery mean "
+            f"{s['battery_mean']:.1%}; worst {s['worst']['accuracy']:.1%} "
+            f"({s['worst']['kind']} severity {s['worst']['severity']})")  # fmt: skip
+    if s.get("mce") is not None:
+        line += f"; mCE {s['mce']:.3f}"
+        if s.get("relative_mce") is not None:
+            line += f", relative mCE {s['relative_mce']:.3f}"
+    typer.echo(line)
+    typer.echo(f"-> {Path(out) / 'battery.md'}")
+
+
 @friendly_errors
 def compare(
     run_a: Annotated[Path, typer.Argument(help="First training run (A).")],
@@ -98,18 +151,35 @@ def compare(
             show_default="clean images only",
         ),
     ] = None,
+    battery: Annotated[
+        bool,
+        typer.Option("--battery", help="Compare on every kind x severity of the shift battery."),
+    ] = False,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="With --battery: only these kinds (repeatable).", show_default="all"),
+    ] = None,
+    images: Annotated[
+        int | None,
+        typer.Option(help="A seeded subsample of this many shared test images.", min=1,
+                     show_default="all"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the battery and the subsample.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ...")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per condition.")] = False,
 ) -> None:
     """Two runs image by image on their shared test images: accuracies and McNemar's exact test."""
+    from blastscan.robustness import BATTERY
     from blastscan.robustness.paired import compare_runs
 
     grid = perturbation_grid(perturbation or [])
+    kinds = (kind or list(BATTERY)) if battery else None
     with log_on_stderr("blastscan.compare", logging.WARNING if quiet else logging.INFO):
         result = compare_runs(
-            run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device
-        )
+            run_a, run_b, data, out, perturbations=grid, batch_size=batch_size, device=device,
+            battery=kinds, seed=seed, n_images=images,
+        )  # fmt: skip
     clean = result["rows"][0]
     typer.echo(
         f"clean: A {clean['accuracy_a']['value']:.2%}, B {clean['accuracy_b']['value']:.2%} "

@@ -26,13 +26,19 @@ def train(
     recipe: Annotated[
         str,
         typer.Option(
-            help="'paper' (Table 1 of the paper), 'fast' (one-cycle, 128 px) or 'robust' "
-            "(fast under every lamp for 160 epochs: holds brightness x0.7-x1.3)."
+            help="'paper': Table 1 of the paper, to reproduce it. 'fast': one-cycle at 128 px, "
+            "the pick for images from this dataset's own camera in the CPU budget. 'robust': fast under "
+            "every lamp for 160 epochs (holds brightness x0.7-x1.3; about 9x fast's time). 'shift' "
+            "(candidate, not yet measured on the battery): fast's 17 epochs under stain-matrix, "
+            "hue, saturation, lamp, blur, noise and JPEG augmentation, for another lab's slides; "
+            "compare it with `robustness --battery` before relying on it (docs/robustness.md)."
         ),
     ] = "paper",
     epochs: Annotated[
         int | None,
-        typer.Option(help="Epochs.", show_default="30 (paper), 17 (fast), 160 (robust)", min=1),
+        typer.Option(
+            help="Epochs.", show_default="30 (paper), 17 (fast, shift), 160 (robust)", min=1
+        ),
     ] = None,
     batch_size: Annotated[
         int | None,

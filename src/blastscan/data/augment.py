@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from blastscan.data.degrade import degrade
+
 
 def rotate_hue(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of (N, 3, H, W) images by `degrees` (one number, or one per image).
@@ -53,6 +55,11 @@ def augment(
     darken: float = 0.0,
     hue: float = 0.0,
     recolour: float = 0.0,
+    stain_jitter: float = 0.0,
+    saturation: float = 0.0,
+    blur: float = 0.0,
+    noise: float = 0.0,
+    jpeg: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -67,7 +74,8 @@ def augment(
     `recolour` p > 0 gives each image, with probability p, the colour (channel means and
     s.d.s, `transfer_colour`) of another image of the batch, mostly one of another class:
     on this dataset colour alone tells the class 96% of the time (docs/results.md), and a
-    network that cannot count on it has to read the cells.
+    network that cannot count on it has to read the cells. `stain_jitter`, `saturation`,
+    `blur`, `noise` and `jpeg` are another lab's stain batch, optics and camera (`degrade`).
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -101,4 +109,6 @@ def augment(
         out = torch.where(
             chosen[:, None, None, None], transfer_colour(out, mean[donor], std[donor]), out
         )
+    # drawn last, for the same reason
+    out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg)
     return out.contiguous(memory_format=torch.channels_last)

@@ -10,6 +10,9 @@
 - `tables`: the Markdown table and the figure of a result.
 - `runs`: `run_robustness` and `run_colour_swap` on a training run's held-out test images.
 - `paired`: `compare_runs`, two runs image by image with McNemar's exact test.
+- `battery`, `shifts`, `battery_eval`, `battery_report`: the shift battery, 15 corruption
+  kinds (`BATTERY`) x 5 severities, `corrupt`, `evaluate_battery` (accuracy and OOD flags
+  per cell, battery mean, worst cell, mCE), `run_battery` on a run or its bundle.
 
 `normalize_stain` (re-exported from `blastscan.models.stain`) is the per-image colour
 standardisation the lead can switch on in training and inference (see docs/robustness.md).
@@ -20,6 +23,19 @@ from blastscan.models.stain import (  # re-exported: benchmarks/ use them throug
     TARGET_STD,
     StainNorm,
     normalize_stain,
+)
+from blastscan.robustness.battery import BATTERY, SEVERITIES, Kind, corrupt
+from blastscan.robustness.battery_eval import (
+    battery_summary,
+    bundle_scorer,
+    corruption_errors,
+    evaluate_battery,
+    model_scorer,
+)
+from blastscan.robustness.battery_report import (
+    battery_table_markdown,
+    plot_battery,
+    run_battery,
 )
 from blastscan.robustness.colour_swap import (
     COLOURS_FROM,
@@ -59,6 +75,18 @@ from blastscan.robustness.runs import (
 from blastscan.robustness.tables import plot_robustness, robustness_table_markdown
 
 __all__ = [
+    "BATTERY",
+    "SEVERITIES",
+    "Kind",
+    "battery_summary",
+    "battery_table_markdown",
+    "bundle_scorer",
+    "corrupt",
+    "corruption_errors",
+    "evaluate_battery",
+    "model_scorer",
+    "plot_battery",
+    "run_battery",
     "COLOURS_FROM",
     "DEFAULT_GRID",
     "PERTURBATIONS",

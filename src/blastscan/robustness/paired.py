@@ -18,6 +18,8 @@ import numpy as np
 from blastscan.errors import BlastscanError
 from blastscan.evaluation import mcnemar
 from blastscan.outputs import atomic_write_json, atomic_write_text, check_output_dir
+from blastscan.robustness.battery_eval import evaluate_battery, model_scorer
+from blastscan.robustness.battery_report import subsample
 from blastscan.robustness.evaluate import evaluate_robustness, strength_label
 from blastscan.robustness.runs import held_out_images
 
@@ -37,9 +39,13 @@ def _shared_test_images(run_a: Path, meta_a: dict, run_b: Path, meta_b: dict, da
 
 
 def _conditions(result: dict):
-    """(name, strength, predictions) of the clean point and every perturbed one."""
+    """(name, strength, predictions) of the clean point and every perturbed one (or, for a
+    battery result, every kind and severity)."""
     yield "clean", "", result["clean"]["predictions"]
-    for name, block in result["perturbations"].items():
+    for name, block in result.get("kinds", {}).items():
+        for cell in block["cells"]:
+            yield name, f"severity {cell['severity']}", cell["predictions"]
+    for name, block in result.get("perturbations", {}).items():
         for point in block["points"]:
             yield name, strength_label(name, point["strength"]), point["predictions"]
 
@@ -53,11 +59,17 @@ def compare_runs(
     cache_dir: Path | None = None,
     batch_size: int = 64,
     device: str | None = None,
+    battery: Sequence[str] | None = None,
+    seed: int = 0,
+    n_images: int | None = None,
 ) -> dict:
     """Paired accuracies of two runs' final networks on their shared held-out test images.
 
     `perturbations` (as in `robustness.evaluate_robustness`; default: none) adds a comparison
-    under each shift. Writes `compare.json` and `compare.md` under `out_dir` atomically.
+    under each shift; `battery` (kinds of `robustness.battery.BATTERY`) compares every kind x
+    severity of the shift battery instead, under corruption `seed`, on a seeded subsample of
+    `n_images` if given (both networks see the same corrupted images). Writes `compare.json`
+    and `compare.md` under `out_dir` atomically.
     """
     from blastscan.runtime.device import pick_device
     from blastscan.runtime.distributed import configure_threads
@@ -77,12 +89,20 @@ def compare_runs(
         run_a, meta_a, run_b, meta_b, data_dir, cache_dir
     )
     grid = dict(perturbations or {})
-    scored = [
-        evaluate_robustness(
-            model, images, labels, grid, batch_size, torch_device, keep_predictions=True
-        )
-        for model, images in ((model_a, images_a), (model_b, images_b))
-    ]
+    keep = subsample(len(labels), n_images, seed)
+    labels = np.asarray(labels)[keep]
+    pairs = ((model_a, images_a[keep]), (model_b, images_b[keep]))
+    if battery:
+        scored = [
+            evaluate_battery(model_scorer(m, batch_size, torch_device), x, labels, battery, seed,
+                             keep_predictions=True)
+            for m, x in pairs
+        ]  # fmt: skip
+    else:
+        scored = [
+            evaluate_robustness(m, x, labels, grid, batch_size, torch_device, keep_predictions=True)
+            for m, x in pairs
+        ]
     rows = []
     for (name, strength, pred_a), (_, _, pred_b) in zip(
         _conditions(scored[0]), _conditions(scored[1]), strict=True
@@ -99,6 +119,7 @@ def compare_runs(
         "b": str(run_b),
         "data": str(data_dir),
         "n": int(len(labels)),
+        "battery_seed": int(seed) if battery else None,
         "test": "McNemar exact (two-sided binomial on the images exactly one network gets right)",
         "rows": rows,
     }

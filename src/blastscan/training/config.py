@@ -18,7 +18,10 @@ SHUFFLED_BN_STATISTICS = "population, over the training images in shuffled batch
 CLASS_SORTED_BN_STATISTICS = "population, over the training images"
 
 # The augmentations that change an image's light and colour, hence its batch-norm statistics.
-RELIGHTING = ("color_jitter", "brighten", "darken", "hue", "recolour")
+RELIGHTING = (
+    "color_jitter", "brighten", "darken", "hue", "recolour",
+    "stain_jitter", "saturation", "blur", "noise", "jpeg",
+)  # fmt: skip
 
 
 @dataclass
@@ -45,6 +48,15 @@ class TrainConfig:
     darken: float = 0.0  # > 0: the other half darkened by down to 1 - darken
     hue: float = 0.0  # > 0: each image's hue rotated by up to +-hue degrees
     recolour: float = 0.0  # > 0: this share of images takes another batch image's colour
+    # another lab's slide and camera (data/degrade.py): stain amounts scaled by up to
+    # +-stain_jitter in optical-density space, saturation by up to +-saturation, half the
+    # images blurred (sigma up to `blur` px), half noised (s.d. up to `noise`), a `jpeg` share
+    # re-encoded at quality 15..90
+    stain_jitter: float = 0.0
+    saturation: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    jpeg: float = 0.0
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green) or "darkpoint" (every
     # channel against its own dark level); see models/stain.py
@@ -100,6 +112,22 @@ RECIPES: dict[str, dict] = {
     # the plain fast recipe of 40 epochs, paired (p = 0.62; docs/results.md "Six seeds").
     # 40 epochs hold the brightness range but lose at x1.0 (9 / 0 images, p = 0.004).
     "robust": {**_FAST, "epochs": 160, "brighten": 0.45, "darken": 0.45},
+    # A candidate: the fast recipe's 17 epochs at 128 px under the shifts of the battery
+    # (`blastscan robustness --battery`): another lamp, stain batch, white balance, focus,
+    # camera noise and JPEG pipeline. The augmentation adds about 0.2 s per batch of 64 on
+    # 2 cores. Not yet measured on the battery (docs/robustness.md): not the default.
+    "shift": {
+        **_FAST,
+        "brighten": 0.35,
+        "darken": 0.35,
+        "color_jitter": 0.15,
+        "hue": 35.0,
+        "stain_jitter": 0.3,
+        "saturation": 0.4,
+        "blur": 1.5,
+        "noise": 0.05,
+        "jpeg": 0.3,
+    },
 }
 
 

@@ -1,0 +1,138 @@
+"""Another lab's slide and camera on a float batch: stain, saturation, blur, noise, JPEG.
+
+Training-time counterparts of the shift battery (`blastscan.robustness.battery`), written for
+(N, 3, H, W) float batches in [0, 1] with every random draw from a CPU torch.Generator, so a
+run replays exactly. Each is vectorised over the batch except JPEG, which only Pillow encodes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Ruifrok & Johnston (2001), "Quantification of histochemical staining by color deconvolution":
+# the optical-density vectors (R, G, B) of haematoxylin, eosin and DAB, one per row, as
+# scikit-image's rgb_from_hed. Giemsa's methylene blue / azure and eosin sit close to the first two.
+RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+RGB_FROM_HED = RGB_FROM_HED / np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
+_OD_FLOOR = 1.0 / 255.0  # darkest transmitted light an 8-bit camera records (OD finite)
+
+
+def stain_concentrations(x: torch.Tensor) -> torch.Tensor:
+    """Colour deconvolution: (N, 3, H, W) RGB in [0, 1] -> per-pixel stain amounts (N, 3, H, W).
+
+    Beer-Lambert: OD = -ln(I / I0) is linear in the stain amounts, OD = c @ RGB_FROM_HED."""
+    od = -torch.log(x.clamp_min(_OD_FLOOR))
+    m = torch.as_tensor(HED_FROM_RGB, dtype=x.dtype, device=x.device)
+    return torch.einsum("nchw,cs->nshw", od, m)
+
+
+def stain_image(c: torch.Tensor) -> torch.Tensor:
+    """The inverse of `stain_concentrations`: stain amounts back to RGB in [0, 1]."""
+    m = torch.as_tensor(RGB_FROM_HED, dtype=c.dtype, device=c.device)
+    return torch.exp(-torch.einsum("nshw,sc->nchw", c, m)).clamp_(0.0, 1.0)
+
+
+def jitter_stains(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each stain's amount times `scale` plus `shift` ((N, 3) each), in optical-density space:
+    another stain batch, staining time or smear thickness (Tellez et al. 2018, "HED jitter").
+
+    Deconvolution, jitter and reconvolution fold into one 3x3 map and offset per image,
+    OD' = OD @ (HED_FROM_RGB diag(scale) RGB_FROM_HED) + shift @ RGB_FROM_HED: one batched
+    matrix product instead of three."""
+    n, ch, h, w = x.shape
+    to_stain = torch.as_tensor(HED_FROM_RGB, dtype=x.dtype, device=x.device)
+    to_rgb = torch.as_tensor(RGB_FROM_HED, dtype=x.dtype, device=x.device)
+    maps = to_stain @ torch.diag_embed(scale.to(x.dtype)) @ to_rgb  # (N, 3, 3)
+    offset = (shift.to(x.dtype) @ to_rgb).view(n, 1, ch)
+    od = -torch.log(x.clamp_min(_OD_FLOOR)).permute(0, 2, 3, 1).reshape(n, h * w, ch)
+    rgb = torch.exp(-(torch.bmm(od, maps) + offset)).clamp_(0.0, 1.0)
+    return rgb.view(n, h, w, ch).permute(0, 3, 1, 2)
+
+
+def scale_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Move each image away from (factor > 1) or towards (< 1) its own grey, per (N,) factor."""
+    grey = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(
+        1, 3, 1, 1
+    )).sum(1, keepdim=True)
+    return (grey + (x - grey) * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur, one sigma (px) per image ((N,), 0 = unchanged), edges reflected:
+    a grouped convolution blurs the whole batch at once."""
+    n, ch, h, w = x.shape
+    radius = max(1, int(np.ceil(3 * float(sigma.max()))))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    s = sigma.to(x.dtype).clamp_min(1e-3).view(n, 1)
+    kernel = torch.exp(-0.5 * (t / s) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # (N*C, K)
+    flat = F.pad(x.reshape(1, n * ch, h, w), (radius,) * 4, mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * ch, 1, 1, -1), groups=n * ch)
+    flat = F.conv2d(flat, kernel.view(n * ch, 1, -1, 1), groups=n * ch)
+    return flat.view(n, ch, h, w)
+
+
+def sensor_noise(x: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Shot plus read noise, per-image `level` ((N,), s.d. at white), from the unit normal
+    `noise`: variance level^2 (0.8 x + 0.2), Poisson-like in the signal with a floor."""
+    sd = level.view(-1, 1, 1, 1) * torch.sqrt(0.8 * x + 0.2)
+    return (x + sd * noise).clamp_(0.0, 1.0)
+
+
+def jpeg_roundtrip(x: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+    """Encode and decode each image as JPEG at its quality (Pillow, 4:2:0), at 8 bits."""
+    from PIL import Image
+
+    out = []
+    arrays = (x.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    for image, q in zip(arrays, qualities, strict=True):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=int(q))
+        buffer.seek(0)
+        out.append(np.asarray(Image.open(buffer).convert("RGB")))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
+
+
+def degrade(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    stain_jitter: float = 0.0,
+    saturation: float = 0.0,
+    blur: float = 0.0,
+    noise: float = 0.0,
+    jpeg: float = 0.0,
+) -> torch.Tensor:
+    """The optional acquisition shifts of `augment`, each off at 0, drawn in a fixed order.
+
+    `stain_jitter` s: each stain amount scaled by U[1 - s, 1 + s] and shifted by
+    U[-s/10, s/10] OD. `saturation` s: saturation scaled by U[1 - s, 1 + s]. `blur` b: half the
+    images blurred with sigma U[0, b] px. `noise` n: half get sensor noise of s.d. up to n.
+    `jpeg` p: this share re-encoded at a JPEG quality drawn from 15..90.
+    """
+    n = x.shape[0]
+    if stain_jitter > 0:
+        draws = torch.rand(n, 6, generator=generator).to(x.device) * 2 - 1
+        x = jitter_stains(x, 1 + draws[:, :3] * stain_jitter, draws[:, 3:] * stain_jitter / 10)
+    if saturation > 0:
+        factor = 1 + (torch.rand(n, generator=generator) * 2 - 1).to(x.device) * saturation
+        x = scale_saturation(x, factor)
+    if blur > 0:
+        draws = torch.rand(n, 2, generator=generator).to(x.device)
+        sigma = torch.where(draws[:, 0] < 0.5, draws[:, 1] * blur, torch.zeros_like(draws[:, 1]))
+        x = torch.where((sigma > 0.05).view(n, 1, 1, 1), gaussian_blur(x, sigma), x)
+    if noise > 0:
+        draws = torch.rand(n, 2, generator=generator)
+        level = torch.where(draws[:, 0] < 0.5, draws[:, 1] * noise, torch.zeros(n)).to(x.device)
+        x = sensor_noise(x, level, torch.randn(x.shape, generator=generator).to(x.device))
+    if jpeg > 0:
+        chosen = (torch.rand(n, generator=generator) < jpeg).nonzero().flatten()
+        qualities = torch.randint(15, 91, (n,), generator=generator)
+        if len(chosen):
+            x = x.clone()
+            x[chosen] = jpeg_roundtrip(x[chosen], qualities[chosen].tolist())
+    return x
