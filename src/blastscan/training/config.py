@@ -114,9 +114,10 @@ RECIPES: dict[str, dict] = {
     "robust": {**_FAST, "epochs": 160, "brighten": 0.45, "darken": 0.45},
     # A candidate: the fast recipe's 17 epochs at 128 px under the shifts of the battery
     # (`blastscan robustness --battery`): another lamp, stain batch, white balance, focus,
-    # camera noise and JPEG pipeline. The augmentation adds about 0.2 s per batch of 64 on
-    # 2 cores. Seed 0: CNN 87.51% on the held-out 30% (fast: 99.59%), battery mean 85.3%
-    # (fast: 79.5%) on 64 images: flatter but far less accurate (docs/robustness.md).
+    # camera noise and JPEG pipeline. The augmentation takes 0.16 s per batch of 64 on 2
+    # cores against 0.025 s for flips alone. Seed 0: CNN 87.51% on the held-out 30% (fast:
+    # 99.59%), battery mean 85.3% (fast: 79.5%) on 64 images: flatter but far less accurate
+    # (docs/robustness.md).
     "shift": {
         **_FAST,
         "brighten": 0.35,
