@@ -15,13 +15,16 @@ from blastscan.selection.binning import MAX_BINS, _cumulative_counts, _feature_c
 
 
 def _plugin_information(joint: np.ndarray, n: int) -> np.ndarray:
-    """I of each (a x b) count table in `joint` (shape (m, a, b)) from its empirical frequencies."""
+    """I of each (a x b) count table in `joint` (shape (m, a, b)) from its empirical frequencies.
+
+    Clipped at 0: it is a Kullback-Leibler divergence, and a table without dependence (a
+    constant feature) otherwise sums to -2e-16 by rounding."""
     p = joint / n
     pa = p.sum(2, keepdims=True)
     pb = p.sum(1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p / (pa * pb)), 0.0)
-    return terms.sum((1, 2))
+    return np.maximum(terms.sum((1, 2)), 0.0)
 
 
 def plugin_relevance(bins: np.ndarray, y: np.ndarray) -> np.ndarray:
