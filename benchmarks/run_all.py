@@ -53,7 +53,10 @@ from benchkit import (  # noqa: E402
     refloor,
 )
 
-SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline", "gpu", "serve", "precision")
+SUITES = (
+    "cnn", "extract", "mrmr", "classical", "onnx", "pipeline", "gpu", "serve", "precision",
+    "recipes",
+)  # fmt: skip
 CPU_SUITES = ("cnn", "extract", "mrmr", "classical", "onnx", "pipeline")  # the default run
 
 

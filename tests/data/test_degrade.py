@@ -1,4 +1,5 @@
-"""Acquisition shifts for training: stain jitter in OD space, saturation, blur, noise, JPEG."""
+"""Acquisition shifts for training: stain jitter in OD space, saturation, blur, noise, JPEG,
+stain deposits and air bubbles."""
 
 import torch
 
@@ -49,3 +50,29 @@ def test_jpeg_roundtrip_is_lossy_at_low_quality_and_keeps_shape():
     assert out.shape == x.shape
     low, high = ((out - x).abs().mean((1, 2, 3))).tolist()
     assert low > high
+
+
+def test_specks_are_small_dark_and_violet_and_reproducible():
+    x = torch.full((3, 3, 64, 64), 0.9)
+    a = G.add_specks(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, G.add_specks(x, torch.Generator().manual_seed(1)))
+    changed = (a - x).abs().amax(1) > 0.05  # (N, H, W)
+    # specks cover a few per cent of the field at most, and only darken it
+    assert changed.float().mean() < 0.1 and (a <= x + 1e-6).all()
+    dark = a.permute(0, 2, 3, 1)[changed]  # (pixels, 3)
+    assert len(dark) and (dark[:, 1] < dark[:, 2]).float().mean() > 0.9  # violet: green lowest
+
+
+def test_bubbles_darken_a_ring_and_lighten_inside():
+    x = torch.full((2, 3, 96, 96), 0.5)
+    a = G.add_bubbles(x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and (a > 0.52).any() and (a < 0.45).any()
+
+
+def test_slide_artefacts_touch_about_their_share_and_keep_range():
+    x = torch.rand(200, 3, 32, 32) * 0.5 + 0.4
+    out = G.slide_artefacts(x, torch.Generator().manual_seed(3), share=0.3)
+    touched = ((out - x).abs().flatten(1).amax(1) > 1e-6).float().mean()
+    assert 0.35 < touched < 0.65  # 1 - 0.7^2 = 0.51 have specks, bubbles or both
+    assert out.min() >= 0 and out.max() <= 1 and out.dtype == x.dtype
+    assert torch.equal(G.slide_artefacts(x, torch.Generator().manual_seed(3), share=0.0), x)

@@ -1,11 +1,18 @@
-"""Parameter-free first layers: stain, white-point and dark-point normalisation."""
+"""Parameter-free first layers: stain, white-point, dark-point and value-chroma normalisation."""
 
 import pytest
 import torch
 
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
-from blastscan.models.stain import input_norm_name, normalize_dark_point, normalize_white_point
+from blastscan.data import rotate_hue
+from blastscan.data.degrade import scale_saturation
+from blastscan.models.stain import (
+    input_norm_name,
+    normalize_dark_point,
+    normalize_value_chroma,
+    normalize_white_point,
+)
 
 
 def test_stain_norm_layer_makes_the_network_blind_to_affine_colour_shifts():
@@ -84,3 +91,33 @@ def test_input_norm_names_and_old_configs():
         darknet19(4, input_norm="whitepoint:2")
     with pytest.raises(BlastscanError, match="unknown input normalisation"):
         darknet19(4, input_norm="stain:0.1")
+
+
+def test_value_chroma_is_blind_to_hue_lamp_and_contrast_but_not_to_the_cell():
+    x = _smear_like()
+    x[:, 2] *= 0.9  # some chroma everywhere, as in a stained smear
+    reference = normalize_value_chroma(x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    for degrees in (30.0, -50.0):
+        torch.testing.assert_close(normalize_value_chroma(rotate_hue(x, degrees)), reference)
+    # up to the 1e-3 added to each s.d. (which keeps a flat image finite)
+    for shifted in (x * 0.7, (x - mean) * 0.6 + mean):  # a dimmer lamp, flatter contrast
+        torch.testing.assert_close(normalize_value_chroma(shifted), reference, atol=0.05, rtol=0)
+    # saturation scales the chroma channel exactly, which the standardisation divides out
+    faded = normalize_value_chroma(scale_saturation(x, torch.full((2,), 0.5)))
+    torch.testing.assert_close(faded[:, 2], reference[:, 2], atol=0.05, rtol=0)
+    # a per-channel stain change, which is no hue turn, does reach the network
+    assert (
+        normalize_value_chroma(x * torch.tensor([1.0, 0.6, 1.0]).view(1, 3, 1, 1)) - reference
+    ).abs().max() > 0.1
+    # the blob (the "cell") stays visible: the darkest channel differs inside and out
+    assert reference[:, 1].std() > 0.5
+
+
+def test_value_chroma_network_gives_the_same_answer_under_a_hue_turn():
+    torch.manual_seed(0)
+    model = darknet19(4, input_norm="value-chroma").eval()
+    x = _smear_like()
+    with torch.no_grad():
+        torch.testing.assert_close(model(rotate_hue(x, 40.0)), model(x), atol=1e-3, rtol=1e-3)
+    assert set(model.state_dict()) == set(darknet19(4).state_dict())

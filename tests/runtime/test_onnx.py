@@ -32,9 +32,10 @@ def test_dynamo_exporter_is_the_fallback(monkeypatch):
     assert max(errors.values()) < 1e-4
 
 
-@pytest.mark.parametrize("input_norm", ["whitepoint", "darkpoint:0.1"])
-def test_brightness_norm_layers_export_to_onnx(input_norm):
-    """Their per-image dark level is a TopK: ONNX must compute it as PyTorch does."""
+@pytest.mark.parametrize("input_norm", ["whitepoint", "darkpoint:0.1", "value-chroma"])
+def test_per_image_norm_layers_export_to_onnx(input_norm):
+    """Their per-image dark level is a TopK, value-chroma's channels a max and a min over the
+    colour axis: ONNX must compute them as PyTorch does."""
     import torch
 
     from blastscan.models import darknet19

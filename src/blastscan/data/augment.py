@@ -60,6 +60,7 @@ def augment(
     blur: float = 0.0,
     noise: float = 0.0,
     jpeg: float = 0.0,
+    artefacts: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -75,7 +76,8 @@ def augment(
     s.d.s, `transfer_colour`) of another image of the batch, mostly one of another class:
     on this dataset colour alone tells the class 96% of the time (docs/results.md), and a
     network that cannot count on it has to read the cells. `stain_jitter`, `saturation`,
-    `blur`, `noise` and `jpeg` are another lab's stain batch, optics and camera (`degrade`).
+    `blur`, `noise` and `jpeg` are another lab's stain batch, optics and camera, `artefacts`
+    the slide's stain deposits and air bubbles (`degrade`).
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -110,5 +112,5 @@ def augment(
             chosen[:, None, None, None], transfer_colour(out, mean[donor], std[donor]), out
         )
     # drawn last, for the same reason
-    out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg)
+    out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg, artefacts)
     return out.contiguous(memory_format=torch.channels_last)

@@ -1,4 +1,5 @@
-"""Another lab's slide and camera on a float batch: stain, saturation, blur, noise, JPEG.
+"""Another lab's slide and camera on a float batch: stain, saturation, blur, noise, JPEG and
+the slide's own artefacts (stain deposits, air bubbles).
 
 Training-time counterparts of the shift battery (`blastscan.robustness.battery`), written for
 (N, 3, H, W) float batches in [0, 1] with every random draw from a CPU torch.Generator, so a
@@ -56,9 +57,9 @@ def jitter_stains(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> 
 
 def scale_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Move each image away from (factor > 1) or towards (< 1) its own grey, per (N,) factor."""
-    grey = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(
-        1, 3, 1, 1
-    )).sum(1, keepdim=True)
+    grey = (
+        x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    ).sum(1, keepdim=True)
     return (grey + (x - grey) * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
@@ -98,6 +99,84 @@ def jpeg_roundtrip(x: torch.Tensor, qualities: list[int]) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
 
 
+# Stain deposits: at most this many specks per 128 x 128 px, of radius 0.5-2.5 px.
+MAX_SPECKS = 40
+MAX_BUBBLES = 4
+
+
+def _distance(h: int, w: int, centres: torch.Tensor) -> torch.Tensor:
+    """(N, 2) centres (row, column) -> each pixel's distance to its image's centre, (N, H, W)."""
+    yy = torch.arange(h, dtype=centres.dtype, device=centres.device).view(1, h, 1)
+    xx = torch.arange(w, dtype=centres.dtype, device=centres.device).view(1, 1, w)
+    return torch.hypot(yy - centres[:, 0, None, None], xx - centres[:, 1, None, None])
+
+
+def add_specks(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Stain deposits on every image of `x`: up to MAX_SPECKS dark violet specks per 128^2 px
+    (count, places, radii, colour and opacity drawn per image), antialiased discs.
+
+    Written out as a loop over specks: each is a (N, H, W) distance map, so memory stays at one
+    map whatever the count; no library draws anti-aliased discs on a torch batch."""
+    n, _, h, w = x.shape
+    most = max(1, round(MAX_SPECKS * h * w / 128**2))
+    draws = torch.rand(n, most, 4, generator=generator).to(x.device, x.dtype)
+    count = torch.rand(n, generator=generator).to(x.device, x.dtype) * most
+    tint = torch.rand(n, 4, generator=generator).to(x.device, x.dtype)
+    size = torch.tensor([h, w], dtype=x.dtype, device=x.device)
+    cover = torch.zeros(n, h, w, dtype=x.dtype, device=x.device)
+    for k in range(most):
+        disc = (
+            0.5 + 2.0 * draws[:, k, 2, None, None] + 0.5 - _distance(h, w, draws[:, k, :2] * size)
+        )
+        disc = disc.clamp(0, 1) * (k < count).to(x.dtype).view(n, 1, 1)
+        cover = torch.maximum(cover, disc)
+    colour = torch.tensor([0.3, 0.12, 0.4], dtype=x.dtype, device=x.device) + 0.1 * (
+        2 * tint[:, :3] - 1
+    )
+    alpha = ((0.6 + 0.35 * tint[:, 3]).view(n, 1, 1) * cover).unsqueeze(1)
+    return x * (1 - alpha) + colour.view(n, 3, 1, 1) * alpha
+
+
+def add_bubbles(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Air under the cover slip on every image of `x`: 1 to MAX_BUBBLES discs of radius 6-25%
+    of the side, lighter and flatter inside, under a dark refracting rim (drawn per image)."""
+    n, _, h, w = x.shape
+    draws = torch.rand(n, MAX_BUBBLES, 7, generator=generator).to(x.device, x.dtype)
+    count = 1 + torch.rand(n, generator=generator).to(x.device, x.dtype) * MAX_BUBBLES
+    size = torch.tensor([h, w], dtype=x.dtype, device=x.device)
+    for k in range(MAX_BUBBLES):
+        d = draws[:, k]
+        radius = ((0.06 + 0.19 * d[:, 2]) * min(h, w)).view(n, 1, 1)
+        distance = _distance(h, w, d[:, :2] * size)
+        on = (k < count - 1).to(x.dtype).view(n, 1, 1)
+        inside = ((radius - distance).clamp(0, 1) * on).unsqueeze(1)
+        rim_width = ((0.05 + 0.07 * d[:, 3]).view(n, 1, 1) * radius).clamp_min(1.0)
+        rim = ((1 - (distance - radius).abs() / rim_width).clamp(0, 1) * on).unsqueeze(1)
+        keep = (0.5 + 0.3 * d[:, 4]).view(n, 1, 1, 1)
+        light = (0.9 + 0.1 * d[:, 5]).view(n, 1, 1, 1)
+        x = x * (1 - inside) + (keep * x + (1 - keep) * light) * inside
+        x = x * (1 - (0.3 + 0.4 * d[:, 6]).view(n, 1, 1, 1) * rim)
+    return x
+
+
+def slide_artefacts(x: torch.Tensor, generator: torch.Generator, share: float) -> torch.Tensor:
+    """Stain deposits on a `share` of the images and air bubbles on another, independent draw
+    of the same share: the slide's own defects, which no colour normalisation removes. Drawn
+    differently from the battery's `precipitate` and `air-bubbles` (radii, colours, opacity
+    and counts vary per image), so that the battery does not test the training draws."""
+    n = x.shape[0]
+    chosen = torch.rand(n, 2, generator=generator) < share
+    x = x.clone()
+    for column, draw in enumerate((add_specks, add_bubbles)):
+        rows = chosen[:, column].nonzero().flatten().to(x.device)
+        sub_generator = torch.Generator().manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=generator))
+        )
+        if len(rows):
+            x[rows] = draw(x[rows], sub_generator).clamp_(0.0, 1.0)
+    return x
+
+
 def degrade(
     x: torch.Tensor,
     generator: torch.Generator,
@@ -106,13 +185,15 @@ def degrade(
     blur: float = 0.0,
     noise: float = 0.0,
     jpeg: float = 0.0,
+    artefacts: float = 0.0,
 ) -> torch.Tensor:
     """The optional acquisition shifts of `augment`, each off at 0, drawn in a fixed order.
 
     `stain_jitter` s: each stain amount scaled by U[1 - s, 1 + s] and shifted by
     U[-s/10, s/10] OD. `saturation` s: saturation scaled by U[1 - s, 1 + s]. `blur` b: half the
     images blurred with sigma U[0, b] px. `noise` n: half get sensor noise of s.d. up to n.
-    `jpeg` p: this share re-encoded at a JPEG quality drawn from 15..90.
+    `jpeg` p: this share re-encoded at a JPEG quality drawn from 15..90. `artefacts` a: this
+    share gets stain deposits, and another draw of it air bubbles (`slide_artefacts`).
     """
     n = x.shape[0]
     if stain_jitter > 0:
@@ -135,4 +216,6 @@ def degrade(
         if len(chosen):
             x = x.clone()
             x[chosen] = jpeg_roundtrip(x[chosen], qualities[chosen].tolist())
+    if artefacts > 0:
+        x = slide_artefacts(x, generator, artefacts)
     return x
