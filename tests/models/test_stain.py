@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from blastscan.errors import BlastscanError
-from blastscan.models import darknet19
 from blastscan.data import rotate_hue
 from blastscan.data.degrade import scale_saturation
+from blastscan.errors import BlastscanError
+from blastscan.models import darknet19
 from blastscan.models.stain import (
     input_norm_name,
     normalize_dark_point,
