@@ -138,3 +138,28 @@ def test_write_cnn_bundle_gives_the_bundle_training_wrote(image_folder, tmp_path
     assert write_cnn_bundle(run) == out  # a second call replaces it
     with pytest.raises(BlastscanError, match="did not finish"):
         write_cnn_bundle(tmp_path / "not-a-run")
+
+
+def test_the_classical_head_decides_unless_worse_on_validation():
+    import numpy as np
+
+    from blastscan.bundle import HEAD_CLASSICAL, HEAD_CNN
+    from blastscan.bundle.build import choose_head
+
+    class Head:  # answers class 0 for every image
+        def predict_proba(self, features, k):
+            return np.eye(k)[np.zeros(len(features), dtype=int)]
+
+    labels = np.array([0, 0, 1, 1])
+    right_logits = np.eye(4)[labels]
+    val = (np.zeros((4, 3)), labels, None, right_logits)
+    meta = {"classes": ["a", "b", "c", "d"]}
+    choice = choose_head(Head(), val, meta)
+    assert choice["decides"] == HEAD_CNN and (choice["cnn"]["k"], choice["classical"]["k"]) == (
+        4,
+        2,
+    )
+    tie = (np.zeros((4, 3)), labels, None, np.eye(4)[np.zeros(4, dtype=int)])
+    assert choose_head(Head(), tie, meta)["decides"] == HEAD_CLASSICAL
+    empty = (np.zeros((0, 3)), labels[:0], None, np.zeros((0, 4)))
+    assert choose_head(Head(), empty, meta)["decides"] == HEAD_CLASSICAL

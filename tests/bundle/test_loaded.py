@@ -78,3 +78,22 @@ def test_a_classifier_outside_the_allow_list_is_refused_at_load(copy):
     )
     with pytest.raises(BlastscanError, match="outside the allow-list"):
         load_bundle(copy)
+
+
+def test_a_bundle_told_to_decide_with_the_cnn_keeps_its_classical_head(tmp_path):
+    from bundle_helpers import tiny_meta, tiny_parts
+
+    from blastscan.bundle import write_bundle
+
+    model, ood, pipeline, _ = tiny_parts(SIZE, True)
+    path = write_bundle(
+        tmp_path / "b", model, tiny_meta(SIZE), classical=pipeline, ood=ood,
+        metrics={"head_choice": {"decides": HEAD_CNN, "cnn": {"k": 9, "n": 10},
+                                 "classical": {"k": 7, "n": 10}}},
+        decides=HEAD_CNN,
+    )  # fmt: skip
+    bundle = load_bundle(path)
+    assert bundle.classical is not None and bundle.default_head == HEAD_CNN
+    assert bundle.predict(synthetic_smears(2, SIZE)).head == HEAD_CNN
+    assert bundle.predict(synthetic_smears(2, SIZE), head="classical").head == HEAD_CLASSICAL
+    assert "CNN softmax right on 9, the classical head on 7" in (path / "MODEL_CARD.md").read_text()

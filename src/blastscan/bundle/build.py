@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from blastscan.bundle.format import check_replaceable
-from blastscan.bundle.heads import ClassicalHead
+from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN, ClassicalHead
 from blastscan.bundle.ood import OODDetector, fit_ood
 from blastscan.bundle.write import write_bundle
 from blastscan.errors import BlastscanError
@@ -84,7 +84,7 @@ def bundle_from_run(
     run = Path(run_dir)
     model, meta = load_trained_model(run, which)
     metrics = _read_json(run / "metrics.json")
-    ood, classical, facts = None, None, {}
+    ood, classical, facts, decides = None, None, {}, None
     if data_dir is not None:
         train, val, test = _split_features(
             run,
@@ -102,6 +102,9 @@ def bundle_from_run(
             metrics = {**metrics, "ood_false_flags": false_flag_rate(ood, test, quantile)}
         if classifier:
             classical = fit_classical(train[0], train[1], classifier, n_features, meta["classes"])
+            choice = choose_head(classical, val, meta)
+            decides = choice["decides"]
+            metrics = {**metrics, "head_choice": choice}
             if len(test[1]):  # a run without held-out images leaves the head unscored
                 score = held_out_score(classical, test, meta)
                 metrics = {**metrics, "classical_head": {**score, "n_fit": len(train[1])}}
@@ -115,6 +118,7 @@ def bundle_from_run(
         metrics=metrics,
         card_facts=facts,
         overwrite=overwrite,
+        decides=decides,
     )
     if int8:
         add_int8(path, train[2])
@@ -141,6 +145,27 @@ def held_out_score(head: ClassicalHead, test: tuple, meta: dict[str, Any]) -> di
         "name": head.name,
         "accuracy": proportion(int(np.sum(predicted == labels)), len(labels)),
         "split": "the run's held-out test images (split.json 'test'), all of them",
+    }
+
+
+def choose_head(head: ClassicalHead, val: tuple, meta: dict[str, Any]) -> dict[str, Any]:
+    """The classical head decides (the paper's pipeline) unless, on the run's validation
+    images, it is right less often than the CNN's own softmax: on features of a network
+    trained not to see colour, mRMR at the paper's 0.25 may keep a handful of features, and a
+    head on them should not overrule a better CNN. The test images play no part."""
+    from blastscan.evaluation import proportion
+
+    labels = np.asarray(val[1])
+    if not len(labels):
+        return {"decides": HEAD_CLASSICAL, "split": "no validation images: the paper's head"}
+    cnn = int(np.sum(val[3].argmax(axis=1) == labels))
+    proba = head.predict_proba(val[0], len(meta["classes"]))
+    classical = int(np.sum(proba.argmax(axis=1) == labels))
+    return {
+        "decides": HEAD_CLASSICAL if classical >= cnn else HEAD_CNN,
+        "cnn": proportion(cnn, len(labels)),
+        "classical": proportion(classical, len(labels)),
+        "split": "the run's validation images (split.json 'val')",
     }
 
 
@@ -205,8 +230,8 @@ def _data_fact(run: Path, data_dir: str | Path) -> str:
 def _split_features(
     run, data_dir, model, meta, max_per_class, batch_size, show_progress, test, cache_dir=None
 ):
-    """Deep features, labels and images of the run's training (capped per class), validation
-    and, if `test`, all its held-out test images (else an empty part)."""
+    """Deep features, labels, images and logits of the run's training (capped per class),
+    validation and, if `test`, all its held-out test images (else an empty part)."""
     from blastscan import data as D
     from blastscan.progress import progress_bar
     from blastscan.runtime.device import pick_device
@@ -232,10 +257,8 @@ def _split_features(
         task = bar.add_task("features", total=sum(len(p) for p in parts))
         for idx in parts:
             images = every_image[idx]
-            feats = infer(
-                model, images, batch_size, device, lambda n: bar.advance(task, n)
-            ).features
-            out.append((feats, dataset.labels[idx], images))
+            result = infer(model, images, batch_size, device, lambda n: bar.advance(task, n))
+            out.append((result.features, dataset.labels[idx], images, result.logits))
     model.cpu()
     return out[0], out[1], out[2]
 

@@ -24,9 +24,11 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"- DarkNet-19 CNN, {len(manifest['classes'])} classes: "
         f"{', '.join(manifest['display_names'])}.",
         f"- Input: whole image resized to {manifest['input']['size']} px, RGB in [0, 1], "
-        "no mean/std normalisation.",
+        + _input_norm_words(manifest["input"].get("input_norm", "none"))
+        + ".",
         f"- Deciding head: {manifest['heads']['decides']}"
         + (f", {_classical_line(manifest)}" if manifest["heads"]["classical"] else "")
+        + _choice_line(metrics.get("head_choice"))
         + ".",
         "",
         "## Data",
@@ -70,6 +72,24 @@ def _classical_line(manifest: dict[str, Any]) -> str:
     if kept >= total:
         return f"{name} on all {total} deep features (mRMR{at} kept every one)"
     return f"{name} on {kept} of {total} deep features kept by mRMR ({how})"
+
+
+def _input_norm_words(name: str) -> str:
+    if name == "none":
+        return "no mean/std normalisation"
+    return f"normalised per image by the network's parameter-free first layer ({name})"
+
+
+def _choice_line(choice: dict[str, Any] | None) -> str:
+    """Why this head decides, when it was chosen on the run's validation images."""
+    if not choice or "cnn" not in choice:
+        return ""
+    cnn, classical = choice["cnn"], choice["classical"]
+    return (
+        f"; chosen on the run's {cnn['n']} validation images (CNN softmax right on {cnn['k']}, "
+        f"the classical head on {classical['k']}; the classical head decides unless it is "
+        "worse)"
+    )
 
 
 def _measured(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:

@@ -57,7 +57,12 @@ class Bundle:
 
     @property
     def default_head(self) -> str:
-        return HEAD_CLASSICAL if self.classical is not None else HEAD_CNN
+        """The manifest's deciding head (chosen on validation images when the bundle was made);
+        bundles that do not say decide with the classical head when they have one."""
+        decides = self.manifest.get("heads", {}).get("decides")
+        if decides == HEAD_CNN or self.classical is None:
+            return HEAD_CNN
+        return HEAD_CLASSICAL
 
     def class_index(self, name: str) -> int:
         """Index of a class given by folder name or display name (case-insensitive)."""

@@ -46,12 +46,14 @@ def write_bundle(
     metrics: dict[str, Any] | None = None,
     card_facts: dict[str, Any] | None = None,
     overwrite: bool = False,
+    decides: str | None = None,
 ) -> Path:
     """Write a bundle folder atomically: built in a temporary folder beside it, then renamed.
 
     `meta` is a checkpoint's metadata (classes, display_names, image_size, config, history);
     `classical` a ClassicalHead or a fitted `make_classifier` pipeline; `metrics` the held-out
-    test metrics; `card_facts` extra lines for the model card (e.g. {"data": "..."}).
+    test metrics; `card_facts` extra lines for the model card (e.g. {"data": "..."});
+    `decides` the deciding head (default: the classical head when there is one).
     """
     out = Path(out_dir)
     if out.exists():
@@ -63,7 +65,7 @@ def write_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         files = _write_files(tmp, model, classical, ood)
-        manifest = _manifest(meta, classical, ood, metrics, card_facts)
+        manifest = _manifest(meta, classical, ood, metrics, card_facts, decides)
         card = model_card(manifest)
         (tmp / CARD).write_text(card, encoding="utf-8")
         files[CARD] = sha256_bytes(card.encode("utf-8"))
@@ -121,7 +123,7 @@ def _dump_classifier(classifier: Any) -> bytes:
     return data
 
 
-def _manifest(meta, classical, ood, metrics, card_facts) -> dict[str, Any]:
+def _manifest(meta, classical, ood, metrics, card_facts, decides=None) -> dict[str, Any]:
     history = meta.get("history") or []
     config = meta.get("config") or {}
     manifest: dict[str, Any] = {
@@ -140,7 +142,9 @@ def _manifest(meta, classical, ood, metrics, card_facts) -> dict[str, Any]:
         "heads": {
             "cnn": True,
             "classical": classical is not None,
-            "decides": HEAD_CLASSICAL if classical is not None else HEAD_CNN,
+            "decides": HEAD_CLASSICAL
+            if classical is not None and decides != HEAD_CNN
+            else HEAD_CNN,
         },
         "versions": versions(extra=classical is not None),
         "training": {
