@@ -30,8 +30,8 @@ def train(
             "the most accurate on images from this dataset's own camera (99.6% on seed 0) in the "
             "CPU budget, but it reads the stain colour and the lamp. 'shift': fast blind to hue "
             "and lamp (--input-norm value-chroma) and trained under stain, saturation, blur, "
-            "noise and JPEG shifts, 20 epochs: the pick for another lab's slides (holds the "
-            "shift battery), at about 2 points of clean accuracy (97.5% on seed 0). 'robust': "
+            "noise, JPEG and slide-artefact shifts, 20 epochs: the pick for another lab's slides (holds the "
+            "shift battery), at 1.6 points of clean accuracy (97.95% on seed 0). 'robust': "
             "fast under every lamp for 160 epochs (holds brightness x0.7-x1.3; about 9x fast's "
             "time). See docs/robustness.md."
         ),
