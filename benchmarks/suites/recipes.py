@@ -9,6 +9,8 @@ epochs ratio it predicts the recipe's training time from the fast recipe's measu
 
 from __future__ import annotations
 
+import statistics
+
 import torch
 import torch.nn.functional as F
 from benchkit import Context, Part, Result, interleave, paired_speedup
@@ -68,16 +70,14 @@ def bench_cost(ctx: Context) -> list[Result]:
         per_image = config.batch_size / fast_config.batch_size
         speed = paired_speedup(rounds[recipe], rounds["fast"], per_call=per_image)
         epochs = config.epochs / fast_config.epochs
-        median = sorted(rounds[recipe])[len(rounds[recipe]) // 2]
-        base = sorted(rounds["fast"])[len(rounds["fast"]) // 2]
         results.append(
             Result(
                 name=f"recipe-{recipe}",
                 measured=f"one training step of --recipe {recipe} (augmentation included)",
-                value=median,
+                value=statistics.median(rounds[recipe]),
                 unit="s/step",
                 baseline="one training step of --recipe fast",
-                baseline_value=base,
+                baseline_value=statistics.median(rounds["fast"]),
                 ratio_vs_baseline=speed,
                 samples=rounds[recipe],
                 notes=f"predicted training time {epochs / speed:.2f}x fast's "

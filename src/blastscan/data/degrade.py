@@ -125,10 +125,9 @@ def add_specks(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     size = torch.tensor([h, w], dtype=x.dtype, device=x.device)
     cover = torch.zeros(n, h, w, dtype=x.dtype, device=x.device)
     for k in range(most):
-        disc = (
-            0.5 + 2.0 * draws[:, k, 2, None, None] + 0.5 - _distance(h, w, draws[:, k, :2] * size)
-        )
-        disc = disc.clamp(0, 1) * (k < count).to(x.dtype).view(n, 1, 1)
+        radius = (0.5 + 2.0 * draws[:, k, 2]).view(n, 1, 1)
+        disc = (radius + 0.5 - _distance(h, w, draws[:, k, :2] * size)).clamp(0, 1)  # antialiased
+        disc = disc * (k < count).to(x.dtype).view(n, 1, 1)
         cover = torch.maximum(cover, disc)
     colour = torch.tensor([0.3, 0.12, 0.4], dtype=x.dtype, device=x.device) + 0.1 * (
         2 * tint[:, :3] - 1

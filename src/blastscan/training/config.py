@@ -59,8 +59,9 @@ class TrainConfig:
     jpeg: float = 0.0
     artefacts: float = 0.0  # > 0: this share with stain deposits, another with air bubbles
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
-    # "whitepoint" (brightness-invariant darkness of red and green) or "darkpoint" (every
-    # channel against its own dark level); see models/stain.py
+    # "whitepoint" (brightness-invariant darkness of red and green), "darkpoint" (every
+    # channel against its own dark level) or "value-chroma" (each pixel's max, min and
+    # chroma: blind to hue turns); see models/stain.py
     input_norm: str = "none"
     clip_grad_norm: float | None = None  # MATLAB's default GradientThreshold is Inf: no clipping
     label_smoothing: float = 0.0
@@ -117,8 +118,7 @@ RECIPES: dict[str, dict] = {
     # pixel's max, min and chroma, standardised per image), trained under what that layer
     # cannot undo: brighter lamps that clip, faded or over-stained slides, stain batches in
     # optical-density space, defocus, camera noise, JPEG, stain deposits and air bubbles
-    # (`blastscan robustness --battery`,
-    # docs/robustness.md "The shift recipe").
+    # (`blastscan robustness --battery`; docs/robustness.md "The shift recipe").
     "shift": {
         **_FAST,
         "epochs": 20,
