@@ -7,8 +7,16 @@ import pytest
 from bundle_helpers import SIZE, tiny_model
 from helpers import REAL_DATA
 
-from blastscan.bundle.ood import Mahalanobis, OODDetector, fit_ood, image_statistics
+from blastscan.bundle.build import fit_ood_from
+from blastscan.bundle.ood import (
+    Mahalanobis,
+    OODDetector,
+    fit_ood,
+    image_statistics,
+    value_chroma_statistics,
+)
 from blastscan.data.synthetic import synthetic_smears
+from blastscan.robustness.corruptions import brightness, contrast, hue
 from blastscan.runtime.infer import infer
 
 REAL = REAL_DATA / "Original"
@@ -90,6 +98,42 @@ def test_a_bundle_detector_keeps_the_pixel_statistics_it_was_fitted_on():
 def test_image_statistics_are_finite_even_for_flat_images():
     stats = image_statistics(np.stack(list(_not_smears(16).values())))
     assert stats.shape == (6, 9) and np.isfinite(stats).all()
+
+
+def test_value_chroma_statistics_ignore_what_a_value_chroma_network_cannot_see():
+    """A hue turn leaves them exactly as they were, a lamp or contrast change nearly so; the
+    colour statistics of other networks move under all three."""
+    smears = synthetic_smears(12, SIZE, seed=5)
+    before = value_chroma_statistics(smears)
+    assert before.shape == (12, 9) and np.isfinite(before).all()
+    np.testing.assert_allclose(value_chroma_statistics(hue(smears, 30)), before, atol=1e-4)
+    for shifted in (brightness(smears, 0.8), contrast(smears, 0.8)):
+        assert np.abs(value_chroma_statistics(shifted) - before).max() < 0.05
+        assert np.abs(image_statistics(shifted) - image_statistics(smears)).max() > 0.1
+    assert np.abs(image_statistics(hue(smears, 30)) - image_statistics(smears)).max() > 0.01
+
+
+def test_a_value_chroma_detector_passes_hue_turns_and_flags_grayscale_and_non_smears():
+    model = tiny_model()
+    train, held_out = synthetic_smears(80, SIZE, seed=10), synthetic_smears(40, SIZE, seed=11)
+    f_train, f_held = infer(model, train, 40).features, infer(model, held_out, 40).features
+    detector = fit_ood_from(
+        (f_train, np.arange(80) % 4, train), (f_held, None, held_out), 0.99, "value-chroma"
+    )
+    assert detector.pixel_statistics == 3 and detector.summary()["pixel_statistics"] == 3
+    restored = OODDetector.from_arrays(detector.to_arrays(), detector.summary())
+    assert restored.pixel_statistics == 3
+    fresh = synthetic_smears(40, SIZE, seed=12)
+    plain = detector.pixels.distances(value_chroma_statistics(fresh))
+    turned = detector.pixels.distances(value_chroma_statistics(hue(fresh, 90)))
+    np.testing.assert_allclose(turned, plain, atol=1e-3)
+    gray = np.repeat(fresh.mean(axis=3, keepdims=True).round().astype(np.uint8), 3, axis=3)
+    odd = np.concatenate([gray, np.stack(list(_not_smears(SIZE).values()))])
+    pixel = detector.pixels.distances(value_chroma_statistics(odd))
+    assert (pixel > detector.pixels.threshold).all()
+    assert (
+        fit_ood_from((f_train, None, train), (f_held, None, held_out), 0.99).pixel_statistics == 2
+    )
 
 
 @pytest.mark.dataset

@@ -11,9 +11,10 @@ import numpy as np
 
 from blastscan.bundle.format import check_replaceable
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN, ClassicalHead
-from blastscan.bundle.ood import OODDetector, fit_ood
+from blastscan.bundle.ood import OODDetector, fit_ood, pixel_statistics_version
 from blastscan.bundle.write import write_bundle
 from blastscan.errors import BlastscanError
+from blastscan.models.stain import input_norm_name
 
 # What training handed the CNN-only bundle it wrote at its end (its `common` metadata); the
 # final checkpoint's other keys (epoch, bn_statistics) were not part of it.
@@ -97,7 +98,7 @@ def bundle_from_run(
             True,
             cache_dir,
         )
-        ood = fit_ood_from(train, val, quantile)
+        ood = fit_ood_from(train, val, quantile, input_norm_name(meta.get("config")))
         if len(test[1]):  # the in-distribution false-flag rate, measured where no fit looked
             metrics = {**metrics, "ood_false_flags": false_flag_rate(ood, test, quantile)}
         if classifier:
@@ -182,11 +183,17 @@ def false_flag_rate(ood: OODDetector, test: tuple, quantile: float) -> dict[str,
     }
 
 
-def fit_ood_from(train: tuple, val: tuple, quantile: float) -> OODDetector:
-    """train/val are (features, labels, images): covariance on train, thresholds on val."""
+def fit_ood_from(
+    train: tuple, val: tuple, quantile: float, input_norm: str = "none"
+) -> OODDetector:
+    """train/val are (features, labels, images): covariance on train, thresholds on val; the
+    pixel statistics are the ones that suit the network's first layer (`input_norm`)."""
+    version = pixel_statistics_version(input_norm)
     if len(val[0]):
-        return fit_ood(train[0], train[1], val[0], quantile, train[2], val[2])
-    return fit_ood(train[0], train[1], None, quantile, train[2])
+        return fit_ood(
+            train[0], train[1], val[0], quantile, train[2], val[2], pixel_statistics=version
+        )
+    return fit_ood(train[0], train[1], None, quantile, train[2], pixel_statistics=version)
 
 
 def fit_classical(

@@ -136,8 +136,14 @@ def _protocol(config: dict[str, Any], epochs_done: int | None = None) -> str:
 def _ood_line(ood: dict[str, Any] | None) -> str:
     if not ood:
         return "No OOD detector in this bundle."
+    what = (
+        "edge, noise and skew statistics of the value-chroma input (blind to hue and lamp, as "
+        "the network is)"
+        if ood.get("pixel_statistics", 1) >= 3
+        else "colour/texture statistics"
+    )
     pixel = (
-        f" or the distance of 9 colour/texture statistics exceeds {ood['pixel_threshold']:.2f}"
+        f" or the distance of 9 {what} exceeds {ood['pixel_threshold']:.2f}"
         if "pixel_threshold" in ood
         else ""
     )

@@ -44,6 +44,21 @@ class Mahalanobis:
         return cls(means, lw.precision_, 0.0, float(lw.shrinkage_))
 
 
+def _edge_and_laplacian(channels: np.ndarray, eps: float = 1e-3) -> tuple[np.ndarray, ...]:
+    """Log mean |gradient| and log mean |Laplacian| of (N, H, W) planes: structure and noise."""
+    edges = np.abs(np.diff(channels, axis=1)).mean(axis=(1, 2)) + np.abs(
+        np.diff(channels, axis=2)
+    ).mean(axis=(1, 2))
+    lap = np.abs(
+        4 * channels[:, 1:-1, 1:-1]
+        - channels[:, :-2, 1:-1]
+        - channels[:, 2:, 1:-1]
+        - channels[:, 1:-1, :-2]
+        - channels[:, 1:-1, 2:]
+    ).mean(axis=(1, 2))
+    return np.log(edges + eps), np.log(lap + eps)
+
+
 def image_statistics(images: np.ndarray, log_saturation: bool = True) -> np.ndarray:
     """Nine colour and texture statistics per (N, H, W, 3) uint8 image, at the model's input size.
 
@@ -55,17 +70,7 @@ def image_statistics(images: np.ndarray, log_saturation: bool = True) -> np.ndar
     (benchmarks/experiments/ood_grayscale.py).
     """
     x = np.asarray(images, dtype=np.float32) / 255.0
-    gray = x.mean(axis=3)
-    edges = np.abs(np.diff(gray, axis=1)).mean(axis=(1, 2)) + np.abs(np.diff(gray, axis=2)).mean(
-        axis=(1, 2)
-    )
-    lap = np.abs(
-        4 * gray[:, 1:-1, 1:-1]
-        - gray[:, :-2, 1:-1]
-        - gray[:, 2:, 1:-1]
-        - gray[:, 1:-1, :-2]
-        - gray[:, 1:-1, 2:]
-    ).mean(axis=(1, 2))
+    log_edges, log_lap = _edge_and_laplacian(x.mean(axis=3))
     peak, low = x.max(axis=3), x.min(axis=3)
     saturation = ((peak - low) / np.maximum(peak, 1e-3)).mean(axis=(1, 2))
     eps = 1e-3
@@ -73,11 +78,50 @@ def image_statistics(images: np.ndarray, log_saturation: bool = True) -> np.ndar
         [
             x.mean(axis=(1, 2)),
             np.log(x.std(axis=(1, 2)) + eps),
-            np.log(edges + eps),
-            np.log(lap + eps),
+            log_edges,
+            log_lap,
             np.log(saturation + eps) if log_saturation else saturation,
         ]
     ).astype(np.float64)
+
+
+def value_chroma_statistics(images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Nine statistics of what a value-chroma network sees, per (N, H, W, 3) uint8 image.
+
+    For each of its three standardised input channels (value, darkest channel, chroma:
+    `normalize_value_chroma`): log edge energy, log Laplacian energy (noise) and skewness.
+    Why not `image_statistics`: mean colour and saturation change under a hue turn, a lamp or
+    a faded stain, which such a network cannot see, so the pixel check would call a shift it is
+    built to ignore out of distribution. These are unchanged by any hue turn, lamp or contrast
+    change that does not clip; a grayscale image (chroma 0 everywhere), a flat colour, a ramp
+    or noise still lie far from smears.
+    """
+    import torch
+
+    from blastscan.models.stain import normalize_value_chroma
+
+    rows = []
+    for start in range(0, len(images), chunk):
+        batch = torch.from_numpy(np.asarray(images[start : start + chunk], dtype=np.float32))
+        seen = normalize_value_chroma(batch.permute(0, 3, 1, 2) / 255.0).numpy()
+        planes = seen.reshape(-1, *seen.shape[2:])  # (N*3, H, W), z-scored: mean 0, s.d. 1
+        edges, lap = _edge_and_laplacian(planes)
+        skew = (planes**3).mean(axis=(1, 2))
+        rows.append(np.column_stack([edges, lap, skew]).reshape(len(seen), 9))
+    return np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, 9))
+
+
+def pixel_statistics_for(images: np.ndarray, version: int) -> np.ndarray:
+    """The statistics a detector of `version` was fitted on (see `OODDetector`)."""
+    if version >= 3:
+        return value_chroma_statistics(images)
+    return image_statistics(images, log_saturation=version >= 2)
+
+
+def pixel_statistics_version(input_norm: str) -> int:
+    """Which pixel statistics suit a network with this first layer: 3 where it is blind to hue
+    and lamp (value-chroma), else 2 (colour and texture)."""
+    return 3 if input_norm == "value-chroma" else 2
 
 
 @dataclass
@@ -85,7 +129,7 @@ class OODDetector:
     """Out-of-distribution flag from two Mahalanobis distances, each with its own threshold.
 
     `deep`: the 1000 deep features, class-conditional means with a tied covariance (Lee et al.
-    2018). `pixels`: nine colour/texture statistics, one Gaussian; it catches inputs a network
+    2018). `pixels`: nine pixel statistics, one Gaussian; it catches inputs a network
     maps near the smears (a flat colour, a ramp) because it never learned what they are. Each
     threshold is the 1 - (1 - quantile) / 2 quantile of held-out in-distribution distances, so
     the two together flag about 1 - quantile of in-distribution images.
@@ -96,12 +140,13 @@ class OODDetector:
     quantile: float
     n_fit: int
     n_calibration: int
-    # Which `image_statistics` the pixel Gaussian was fitted on: 2 = log saturation; bundles
-    # that do not say are 1 (linear saturation) and keep being scored as they were fitted.
+    # Which statistics the pixel Gaussian was fitted on: 3 = `value_chroma_statistics`, 2 =
+    # `image_statistics` with log saturation; bundles that do not say are 1 (linear
+    # saturation) and keep being scored as they were fitted.
     pixel_statistics: int = 2
 
     def _image_statistics(self, images: np.ndarray) -> np.ndarray:
-        return image_statistics(images, log_saturation=self.pixel_statistics >= 2)
+        return pixel_statistics_for(images, self.pixel_statistics)
 
     @property
     def threshold(self) -> float:
@@ -134,7 +179,13 @@ class OODDetector:
     def summary(self) -> dict[str, Any]:
         info = {
             "method": "Mahalanobis distance to the nearest class mean of the deep features (tied "
-            "Ledoit-Wolf covariance), and of 9 colour/texture statistics (one Gaussian)",
+            "Ledoit-Wolf covariance), and of 9 "
+            + (
+                "edge/noise/skew statistics of the value-chroma input"
+                if self.pixel_statistics >= 3
+                else "colour/texture statistics"
+            )
+            + " (one Gaussian)",
             "threshold": self.deep.threshold,
             "shrinkage": self.deep.shrinkage,
             "quantile": self.quantile,
@@ -189,17 +240,23 @@ def fit_ood(
     images: np.ndarray | None = None,
     calibration_images: np.ndarray | None = None,
     seed: int = 0,
+    pixel_statistics: int = 2,
 ) -> OODDetector:
     """Fit on training images' features (and pixels); set thresholds on held-out ones.
 
     Without `calibration` features, a random fifth of the training rows is held out for the
     thresholds (distances of the rows a covariance was fitted on are optimistically small).
-    The pixel-statistics part is fitted only when `images` are given.
+    The pixel-statistics part (of version `pixel_statistics`, see `OODDetector`) is fitted
+    only when `images` are given.
     """
     X = np.asarray(features, dtype=np.float64)
     y = np.zeros(len(X), dtype=np.int64) if labels is None else np.asarray(labels)
-    P = None if images is None else image_statistics(images)
-    P_cal = None if calibration_images is None else image_statistics(calibration_images)
+    P = None if images is None else pixel_statistics_for(images, pixel_statistics)
+    P_cal = (
+        None
+        if calibration_images is None
+        else pixel_statistics_for(calibration_images, pixel_statistics)
+    )
     if calibration is None:
         order = np.random.default_rng(seed).permutation(len(X))
         held, kept = order[: max(1, len(X) // 5)], order[max(1, len(X) // 5) :]
@@ -215,4 +272,4 @@ def fit_ood(
     if P is not None and P_cal is not None:
         pixels = Mahalanobis.fit(P, np.zeros(len(P), dtype=np.int64))
         pixels.threshold = float(np.quantile(pixels.distances(P_cal), each))
-    return OODDetector(deep, pixels, quantile, len(X), len(calibration))
+    return OODDetector(deep, pixels, quantile, len(X), len(calibration), pixel_statistics)
