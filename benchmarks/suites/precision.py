@@ -23,15 +23,35 @@ from benchkit import DATA, REPO, Context, Part, Result, Skip, darknet, interleav
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("precision suite")
-    group.add_argument("--precision-run", type=Path, default=REPO / "runs" / "fast-s0",
-                       metavar="RUN", help="parity: a trained run with RUN/bundle")
-    group.add_argument("--precision-data", type=Path, default=DATA, metavar="DATA",
-                       help="parity: the run's dataset")
-    group.add_argument("--precision-max-test", type=int, default=0, metavar="N",
-                       help="parity: a seeded subsample of N test images (0: all)")
-    group.add_argument("--precision-bf16-max", type=int, default=0, metavar="N",
-                       help="parity: bf16 on a seeded subsample of N test images (0: all; "
-                       "bf16 is slow where it is emulated)")
+    group.add_argument(
+        "--precision-run",
+        type=Path,
+        default=REPO / "runs" / "fast-s0",
+        metavar="RUN",
+        help="parity: a trained run with RUN/bundle",
+    )
+    group.add_argument(
+        "--precision-data",
+        type=Path,
+        default=DATA,
+        metavar="DATA",
+        help="parity: the run's dataset",
+    )
+    group.add_argument(
+        "--precision-max-test",
+        type=int,
+        default=0,
+        metavar="N",
+        help="parity: a seeded subsample of N test images (0: all)",
+    )
+    group.add_argument(
+        "--precision-bf16-max",
+        type=int,
+        default=0,
+        metavar="N",
+        help="parity: bf16 on a seeded subsample of N test images (0: all; "
+        "bf16 is slow where it is emulated)",
+    )
     group.add_argument("--precision-size", type=int, default=224, help="speed: image size")
     group.add_argument("--precision-images", type=int, default=64,
                        help="speed: images per extract pass")  # fmt: skip

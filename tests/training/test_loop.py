@@ -54,9 +54,10 @@ def test_run_directory_is_complete(image_folder: Path, tmp_path: Path):
     chosen = resolve_precision("auto", "cpu")  # the choice, and why, in config.json and the log
     config = json.loads((run / "config.json").read_text())
     assert (config["precision"], config["precision_reason"]) == (chosen.name, chosen.reason)
-    assert f"precision {chosen.name} ({chosen.reason}; torch CPU capability" in (
-        run / "train.log"
-    ).read_text()
+    assert (
+        f"precision {chosen.name} ({chosen.reason}; torch CPU capability"
+        in (run / "train.log").read_text()
+    )
     with pytest.raises(BlastscanError, match="--resume"):
         T.train(image_folder, run, TINY, cache_dir=tmp_path / "cache", show_progress=False)
 

@@ -89,23 +89,25 @@ def bundle_cmd(
             "head, or --cnn-only for a bundle that cannot flag unfamiliar images"
         )
     if int8 and data is None:
-        raise BlastscanError(f"{run}: --int8 is calibrated on the run's training images; pass --data")
+        raise BlastscanError(
+            f"{run}: --int8 is calibrated on the run's training images; pass --data"
+        )
     chosen = None if cnn_only or classifier.lower() == "none" else classifier
     with chosen_precision(precision, None, quiet):
         path = bundle_from_run(
-        run,
-        out,
-        None if cnn_only else data,
-        which=checkpoint,
-        classifier=chosen,
-        n_features=n_features,
-        max_per_class=max_per_class or None,
-        quantile=quantile,
-        overwrite=overwrite,
-        show_progress=not quiet,
-        cache_dir=cache_dir,
-        int8=int8,
-    )
+            run,
+            out,
+            None if cnn_only else data,
+            which=checkpoint,
+            classifier=chosen,
+            n_features=n_features,
+            max_per_class=max_per_class or None,
+            quantile=quantile,
+            overwrite=overwrite,
+            show_progress=not quiet,
+            cache_dir=cache_dir,
+            int8=int8,
+        )
     typer.echo(f"bundle written to {path}")
 
 

@@ -64,7 +64,8 @@ def robustness(
     images: Annotated[
         int | None,
         typer.Option(
-            help="With --battery: a seeded subsample of this many test images.", min=1,
+            help="With --battery: a seeded subsample of this many test images.",
+            min=1,
             show_default="all held-out test images",
         ),
     ] = None,
@@ -161,8 +162,9 @@ def compare(
     ] = None,
     images: Annotated[
         int | None,
-        typer.Option(help="A seeded subsample of this many shared test images.", min=1,
-                     show_default="all"),
+        typer.Option(
+            help="A seeded subsample of this many shared test images.", min=1, show_default="all"
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the battery and the subsample.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,

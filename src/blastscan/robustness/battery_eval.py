@@ -86,7 +86,11 @@ def evaluate_battery(
     names = list(kinds) if kinds else list(BATTERY)
     for name in names:
         kind(name)  # a wrong name fails before the long part
-    result: dict = {"n": int(len(labels)), "seed": int(seed), "clean": _cell(*scorer(images), labels, keep_predictions)}
+    result: dict = {
+        "n": int(len(labels)),
+        "seed": int(seed),
+        "clean": _cell(*scorer(images), labels, keep_predictions),
+    }
     if on_step:
         on_step("clean", 0, result["clean"])
     result["kinds"] = {}
@@ -120,7 +124,10 @@ def battery_summary(result: dict, reference: dict | None = None, up_to: int = 3)
     if not cells:
         return out
     out["battery_mean"] = float(np.mean([a for *_, a in cells]))
-    for key, pool in (("worst", cells), (f"worst_up_to_{up_to}", [c for c in cells if c[1] <= up_to])):
+    for key, pool in (
+        ("worst", cells),
+        (f"worst_up_to_{up_to}", [c for c in cells if c[1] <= up_to]),
+    ):
         n, s, a = min(pool, key=lambda c: c[2])
         out[key] = {"kind": n, "severity": s, "accuracy": a}
     out["kind_mean"] = {n: float(np.mean(row)) for n, row in acc.items()}

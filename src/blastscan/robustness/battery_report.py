@@ -67,7 +67,9 @@ def summary_markdown(summary: dict) -> str:
                        f"({w['kind']}, severity {w['severity']})")  # fmt: skip
     if summary.get("mce") is not None:
         rel = summary["relative_mce"]
-        rel_text = "undefined (the reference lost nothing to the shifts)" if rel is None else f"{rel:.3f}"
+        rel_text = (
+            "undefined (the reference lost nothing to the shifts)" if rel is None else f"{rel:.3f}"
+        )
         out.append(f"- mCE {summary['mce']:.3f}, relative mCE {rel_text} (the reference: 1)")
     return "\n".join(out)
 
