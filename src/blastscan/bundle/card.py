@@ -6,6 +6,7 @@ from typing import Any
 
 from blastscan.bundle.format import DEFAULT_DATA
 from blastscan.bundle.heads import HEAD_CNN
+from blastscan.bundle.ood import describe_pixel_statistics
 
 
 def model_card(manifest: dict[str, Any]) -> str:
@@ -136,12 +137,7 @@ def _protocol(config: dict[str, Any], epochs_done: int | None = None) -> str:
 def _ood_line(ood: dict[str, Any] | None) -> str:
     if not ood:
         return "No OOD detector in this bundle."
-    what = (
-        "edge, noise and skew statistics of the value-chroma input (blind to hue and lamp, as "
-        "the network is)"
-        if ood.get("pixel_statistics", 1) >= 3
-        else "colour/texture statistics"
-    )
+    what = describe_pixel_statistics(ood.get("pixel_statistics", 1))
     pixel = (
         f" or the distance of 9 {what} exceeds {ood['pixel_threshold']:.2f}"
         if "pixel_threshold" in ood

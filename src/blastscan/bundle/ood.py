@@ -118,6 +118,16 @@ def pixel_statistics_for(images: np.ndarray, version: int) -> np.ndarray:
     return image_statistics(images, log_saturation=version >= 2)
 
 
+def describe_pixel_statistics(version: int) -> str:
+    """The nine statistics of `version` in words, for bundle.json and the model card."""
+    if version >= 3:
+        return (
+            "edge, noise and skew statistics of the value-chroma input (blind to hue and lamp, "
+            "as the network is)"
+        )
+    return "colour/texture statistics"
+
+
 def pixel_statistics_version(input_norm: str) -> int:
     """Which pixel statistics suit a network with this first layer: 3 where it is blind to hue
     and lamp (value-chroma), else 2 (colour and texture)."""
@@ -179,13 +189,8 @@ class OODDetector:
     def summary(self) -> dict[str, Any]:
         info = {
             "method": "Mahalanobis distance to the nearest class mean of the deep features (tied "
-            "Ledoit-Wolf covariance), and of 9 "
-            + (
-                "edge/noise/skew statistics of the value-chroma input"
-                if self.pixel_statistics >= 3
-                else "colour/texture statistics"
-            )
-            + " (one Gaussian)",
+            f"Ledoit-Wolf covariance), and of 9 {describe_pixel_statistics(self.pixel_statistics)}"
+            " (one Gaussian)",
             "threshold": self.deep.threshold,
             "shrinkage": self.deep.shrinkage,
             "quantile": self.quantile,
