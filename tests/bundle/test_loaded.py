@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import DISPLAY, SIZE, Stranger, tiny_bundle, tiny_parts
+from bundle_helpers import DISPLAY, SIZE, Stranger, tiny_bundle, tiny_meta, tiny_parts
 
 from blastscan.bundle import CLASSIFIER, MANIFEST, load_bundle
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN
@@ -97,3 +97,28 @@ def test_a_bundle_told_to_decide_with_the_cnn_keeps_its_classical_head(tmp_path)
     assert bundle.predict(synthetic_smears(2, SIZE)).head == HEAD_CNN
     assert bundle.predict(synthetic_smears(2, SIZE), head="classical").head == HEAD_CLASSICAL
     assert "CNN softmax right on 9, the classical head on 7" in (path / "MODEL_CARD.md").read_text()
+
+
+def test_a_colour_gated_bundle_says_per_image_whether_it_read_the_colour(tmp_path):
+    """The gate travels in model.safetensors: a reloaded bundle passes the training lab's
+    colours, shuts on a hue turn, and says so in every record (`lab_colour`)."""
+    import torch
+
+    from blastscan.bundle import write_bundle
+    from blastscan.data import rotate_hue, to_float_tensor
+    from blastscan.models import darknet19
+    from blastscan.models.input_norm import fit_input_norm
+
+    torch.manual_seed(0)
+    model = darknet19(4, input_norm="colour-gated").eval()
+    lab = synthetic_smears(48, SIZE, seed=3)
+    fit_input_norm(model, to_float_tensor(lab), np.arange(48) % 4)
+    meta = tiny_meta()
+    meta["config"] = {**meta["config"], "input_norm": "colour-gated"}
+    bundle = load_bundle(write_bundle(tmp_path / "gated", model, meta))
+    turned = (rotate_hue(to_float_tensor(lab[:2]), 60.0) * 255).round().byte()
+    images = np.concatenate([lab[:2], turned.permute(0, 2, 3, 1).numpy()])
+    prediction = bundle.predict(images)
+    assert [prediction.record(i)["lab_colour"] for i in range(4)] == [True, True, False, False]
+    plain = load_bundle(tiny_bundle(tmp_path, classical=False)).predict(images[:1])
+    assert "lab_colour" not in plain.record(0)

@@ -7,8 +7,8 @@ from blastscan.data import rotate_hue
 from blastscan.data.degrade import scale_saturation
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
+from blastscan.models.input_norm import input_norm_name
 from blastscan.models.stain import (
-    input_norm_name,
     normalize_dark_point,
     normalize_value_chroma,
     normalize_white_point,

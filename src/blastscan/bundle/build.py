@@ -14,7 +14,7 @@ from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN, ClassicalHead
 from blastscan.bundle.ood import OODDetector, fit_ood, pixel_statistics_version
 from blastscan.bundle.write import write_bundle
 from blastscan.errors import BlastscanError
-from blastscan.models.stain import input_norm_name
+from blastscan.models.input_norm import input_norm_name
 
 # What training handed the CNN-only bundle it wrote at its end (its `common` metadata); the
 # final checkpoint's other keys (epoch, bn_statistics) were not part of it.

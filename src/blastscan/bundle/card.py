@@ -78,6 +78,12 @@ def _classical_line(manifest: dict[str, Any]) -> str:
 def _input_norm_words(name: str) -> str:
     if name == "none":
         return "no mean/std normalisation"
+    if name == "colour-gated":
+        return (
+            "read by the network's first layer as value-chroma planes, plus colour planes only "
+            "where the image's colour is like the training images' (the colour gate; "
+            "otherwise the network reads the cells without colour)"
+        )
     return f"normalised per image by the network's parameter-free first layer ({name})"
 
 

@@ -152,6 +152,9 @@ class Prediction:
     ood_pixel_distance: np.ndarray | None = None  # colour/texture statistics distance
     ood_flag: np.ndarray | None = None
     ood_pixel_threshold: float | None = None
+    # colour-gated networks only: whether each image's colour was the training lab's, so the
+    # network read it (False: it read the cells without colour)
+    lab_colour: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.probabilities)
@@ -203,6 +206,8 @@ class Prediction:
         )
         row["cnn_predicted"] = self.display_names[cnn_k]
         row["cnn_probability"] = float(self.cnn_probabilities[i, cnn_k])
+        if self.lab_colour is not None:
+            row["lab_colour"] = bool(self.lab_colour[i])
         if self.ood_flag is None:
             row["ood"] = UNCHECKED
             row["ood_reason"] = NO_DETECTOR

@@ -26,8 +26,9 @@ from blastscan.bundle.format import (
 )
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN, ClassicalHead, Prediction, TorchEngine
 from blastscan.bundle.ood import OODDetector
+from blastscan.data import to_float_tensor
 from blastscan.errors import BlastscanError
-from blastscan.models.stain import input_norm_name
+from blastscan.models.input_norm import input_norm_name
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Bundle:
         prediction = Prediction(
             self.classes, self.display_names, probs, cnn, chosen, inference.features
         )
+        prediction.lab_colour = self.lab_colour(images)
         if self.ood is not None:
             deep, pixel, flag = self.ood.score(inference.features, images)
             prediction.ood_distance, prediction.ood_pixel_distance, prediction.ood_flag = (
@@ -125,6 +127,16 @@ class Bundle:
             prediction.ood_threshold = self.ood.threshold
             prediction.ood_pixel_threshold = self.ood.pixels.threshold if self.ood.pixels else None
         return prediction
+
+    def lab_colour(self, images: np.ndarray) -> np.ndarray | None:
+        """(N,) bool for a colour-gated network: whether its gate let each image's colour in.
+        None for networks without a gate. (The gate's few sums are cheap: it is recomputed
+        here rather than taken out of every engine's graph.)"""
+        gate = getattr(self.model, "input_norm", None)
+        if not hasattr(gate, "colour_passed"):
+            return None
+        with torch.inference_mode():
+            return gate.colour_passed(to_float_tensor(images)).numpy()
 
     def resolve_head(self, head: str) -> str:
         """The head that decides: "auto" is the classical head when the bundle has one."""

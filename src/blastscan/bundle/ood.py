@@ -129,9 +129,10 @@ def describe_pixel_statistics(version: int) -> str:
 
 
 def pixel_statistics_version(input_norm: str) -> int:
-    """Which pixel statistics suit a network with this first layer: 3 where it is blind to hue
-    and lamp (value-chroma), else 2 (colour and texture)."""
-    return 3 if input_norm == "value-chroma" else 2
+    """Which pixel statistics suit a network with this first layer: 3 where it reads hue and
+    lamp shifts without colour (value-chroma, and colour-gated, whose gate shuts on them), else
+    2 (colour and texture)."""
+    return 3 if input_norm in ("value-chroma", "colour-gated") else 2
 
 
 @dataclass

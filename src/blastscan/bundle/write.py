@@ -32,7 +32,7 @@ from blastscan.bundle.format import (
 from blastscan.bundle.heads import HEAD_CLASSICAL, HEAD_CNN, ClassicalHead
 from blastscan.bundle.ood import OODDetector
 from blastscan.errors import BlastscanError
-from blastscan.models.stain import input_norm_name
+from blastscan.models.input_norm import input_norm_name
 from blastscan.outputs import to_json
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blastscan.models.stain import input_norm_layer
+from blastscan.models.input_norm import input_norm_layer
 
 # (out_channels, kernel) per conv layer; "M" is a 2x2/2 max-pool. Straight from darknet19.cfg.
 DARKNET19_CFG: list[tuple[int, int] | str] = [
@@ -43,10 +43,10 @@ class DarkNet19(nn.Module):
         self, num_classes: int = 4, in_channels: int = 3, input_norm: str = "none"
     ) -> None:
         super().__init__()
-        # Parameter-free ("none", "stain", "whitepoint"), so every variant shares every key.
-        self.input_norm: nn.Module = input_norm_layer(input_norm)
+        # Parameter-free but for the colour gate's buffers; its six planes widen the first conv.
+        self.input_norm: nn.Module = input_norm_layer(input_norm, num_classes)
         layers: list[nn.Module] = []
-        channels = in_channels
+        channels = getattr(self.input_norm, "out_channels", in_channels)
         for item in DARKNET19_CFG:
             if item == "M":
                 layers.append(nn.MaxPool2d(2, 2))

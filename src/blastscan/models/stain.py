@@ -106,7 +106,7 @@ def normalize_white_point(
     return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
 
 
-class _DarkQuantileNorm(torch.nn.Module):
+class DarkQuantileNorm(torch.nn.Module):
     """A per-image normalisation keyed on a dark quantile, as a parameter-free first layer
     (no checkpoint keys); `input_norm_layer` accepts "name:Q" for these."""
 
@@ -118,7 +118,7 @@ class _DarkQuantileNorm(torch.nn.Module):
         return self.normalize(x, self.quantile)
 
 
-class WhitePointNorm(_DarkQuantileNorm):
+class WhitePointNorm(DarkQuantileNorm):
     """`normalize_white_point` as a first layer."""
 
     normalize = staticmethod(normalize_white_point)
@@ -151,7 +151,7 @@ def normalize_dark_point(
     return out.contiguous(memory_format=torch.channels_last).to(batch.dtype)
 
 
-class DarkPointNorm(_DarkQuantileNorm):
+class DarkPointNorm(DarkQuantileNorm):
     """`normalize_dark_point` as a first layer."""
 
     normalize = staticmethod(normalize_dark_point)
@@ -190,43 +190,3 @@ class ValueChromaNorm(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return normalize_value_chroma(x)
-
-
-INPUT_NORMS: dict[str, type[torch.nn.Module]] = {
-    "none": torch.nn.Identity,
-    "stain": StainNorm,
-    "whitepoint": WhitePointNorm,
-    "darkpoint": DarkPointNorm,
-    "value-chroma": ValueChromaNorm,
-}
-
-
-def input_norm_layer(name: str) -> torch.nn.Module:
-    """The parameter-free first layer called `name` (see INPUT_NORMS).
-
-    "whitepoint:0.1" or "darkpoint:0.1" sets the dark quantile (default 0.05); the name is all
-    a run's config and a bundle's manifest need to rebuild the same layer.
-    """
-    kind, _, argument = name.partition(":")
-    if kind not in INPUT_NORMS or (
-        argument and not issubclass(INPUT_NORMS[kind], _DarkQuantileNorm)
-    ):
-        raise BlastscanError(
-            f"unknown input normalisation {name!r}; choose one of {list(INPUT_NORMS)} "
-            "(whitepoint:Q or darkpoint:Q sets the quantile, e.g. whitepoint:0.1)"
-        )
-    if not argument:
-        return INPUT_NORMS[kind]()
-    try:
-        quantile = float(argument)
-    except ValueError:
-        quantile = -1.0
-    if not 0 < quantile < 1:
-        raise BlastscanError(f"input normalisation {name!r}: the quantile must be in (0, 1)")
-    return INPUT_NORMS[kind](quantile)
-
-
-def input_norm_name(config: dict | None) -> str:
-    """The input normalisation a saved config asks for; runs before it existed said stain_norm."""
-    config = config or {}
-    return config.get("input_norm") or ("stain" if config.get("stain_norm") else "none")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
-from blastscan.models.stain import input_norm_name
+from blastscan.models.input_norm import input_norm_name
 from blastscan.outputs import atomic_write, atomic_write_text, to_json
 from blastscan.training.config import (
     CLASS_SORTED_BN_STATISTICS,

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 
 from blastscan.errors import BlastscanError
-from blastscan.models.stain import input_norm_name
+from blastscan.models.input_norm import input_norm_name
 
 # What a final checkpoint's metadata says of its batch-norm statistics. The oldest final
 # checkpoints computed them over class-sorted batches and said "population, over the training
@@ -20,7 +20,7 @@ CLASS_SORTED_BN_STATISTICS = "population, over the training images"
 # The augmentations that change an image's light and colour, hence its batch-norm statistics.
 RELIGHTING = (
     "color_jitter", "brighten", "darken", "hue", "recolour",
-    "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts",
+    "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts", "keep_colour",
 )  # fmt: skip
 
 
@@ -58,6 +58,7 @@ class TrainConfig:
     noise: float = 0.0
     jpeg: float = 0.0
     artefacts: float = 0.0  # > 0: this share with stain deposits, another with air bubbles
+    keep_colour: float = 0.0  # > 0: this share spared every change of light and colour
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green), "darkpoint" (every
     # channel against its own dark level) or "value-chroma" (each pixel's max, min and
@@ -124,6 +125,27 @@ RECIPES: dict[str, dict] = {
         "epochs": 20,
         "input_norm": "value-chroma",
         "brighten": 0.5,
+        "color_jitter": 0.1,
+        "stain_jitter": 0.3,
+        "saturation": 0.7,
+        "blur": 1.5,
+        "noise": 0.08,
+        "jpeg": 0.3,
+        "artefacts": 0.3,
+    },
+    # Colour where the lab's own, shape where not: `--input-norm colour-gated` gives the network
+    # the value-chroma planes of every image and the colour planes only of images whose colour
+    # the training lab's images have (models/colour_gate.py). Half the images keep the lab's
+    # look; the other half go through every lamp, hue, stain and saturation shift, so the gate
+    # shuts and the network learns to read the cells without colour. Both halves get blur,
+    # noise, JPEG and slide artefacts.
+    "gated": {
+        **_FAST,
+        "input_norm": "colour-gated",
+        "keep_colour": 0.5,
+        "brighten": 0.5,
+        "darken": 0.5,
+        "hue": 50.0,
         "color_jitter": 0.1,
         "stain_jitter": 0.3,
         "saturation": 0.7,
