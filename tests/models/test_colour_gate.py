@@ -7,7 +7,7 @@ import torch
 from blastscan.data import rotate_hue
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
-from blastscan.models.colour_gate import ColourGatedNorm, colour_statistics
+from blastscan.models.colour_gate import ColourGatedNorm, GatedBatchNorm2d, colour_statistics
 from blastscan.models.input_norm import fit_input_norm
 from blastscan.models.stain import normalize_value_chroma
 
@@ -78,3 +78,39 @@ def test_network_with_the_gate_has_six_input_planes_and_keeps_the_gate_in_its_st
     reloaded.load_state_dict(state)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x[:4]), model(x[:4]))
+
+
+def test_gated_batch_norm_normalises_each_kind_by_its_own_statistics():
+    norm = GatedBatchNorm2d(3).train()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 4, 4, generator=gen)
+    x[:4] = x[:4] * 5 + 10  # the passed images sit elsewhere than the shut ones
+    norm.route = torch.tensor([True] * 4 + [False] * 4)
+    out = norm(x)
+    # each kind is standardised on its own, as a batch-norm over that kind alone would
+    torch.testing.assert_close(
+        out[:4], torch.nn.functional.batch_norm(x[:4], None, None, training=True)
+    )
+    torch.testing.assert_close(
+        out[4:], torch.nn.functional.batch_norm(x[4:], None, None, training=True)
+    )
+    assert norm.open.running_mean.mean() > 0.5 > norm.shut.running_mean.abs().mean()
+    # in eval mode an image's output does not depend on the rest of its batch
+    norm.eval()
+    norm.route = torch.tensor([True])
+    alone = norm(x[:1])
+    norm.route = torch.tensor([True] * 4 + [False] * 4)
+    torch.testing.assert_close(norm(x)[:1], alone)
+
+
+def test_gated_network_trains_a_step_with_one_image_of_a_kind_and_refuses_darknet_weights():
+    x, labels = _lab(n=24)
+    model = darknet19(2, input_norm="colour-gated")
+    fit_input_norm(model, x, labels)
+    batch = torch.cat([x[:5], rotate_hue(x[5:6], 40.0)])  # one shut image in the batch
+    loss = torch.nn.functional.cross_entropy(model.train()(batch), torch.as_tensor(labels[:6]))
+    loss.backward()
+    assert model.body[0][0].weight.grad.abs().sum() > 0
+    assert sum(isinstance(m, GatedBatchNorm2d) for m in model.modules()) == 18
+    with pytest.raises(BlastscanError, match="no Darknet .weights layout"):
+        model.conv_layers()

@@ -112,11 +112,63 @@ class ColourGatedNorm(torch.nn.Module):
         """(N,) bool: whether each image's colour is one the training lab's images have."""
         return self.gate_distance(x) <= self.gate_threshold.float()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def planes_and_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The six input planes and the (N,) bool gate decision they were made with."""
         x = x.float()
         mean = torch.as_tensor(TARGET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         std = torch.as_tensor(TARGET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        passed = self.colour_passed(x).to(x.dtype).view(-1, 1, 1, 1)
-        colour = (x - mean) / std * passed
+        passed = self.colour_passed(x)
+        colour = (x - mean) / std * passed.to(x.dtype).view(-1, 1, 1, 1)
         out = torch.cat([normalize_value_chroma(x), colour], dim=1)
-        return out.contiguous(memory_format=torch.channels_last)
+        return out.contiguous(memory_format=torch.channels_last), passed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.planes_and_gate(x)[0]
+
+
+class GatedBatchNorm2d(torch.nn.Module):
+    """Two batch-norms: one for the images the colour gate passed, one for those it shut.
+
+    Why: the two kinds of image reach every layer with different statistics (colour planes or
+    zeros; the training lab's look or every lamp, stain and blur). One shared batch-norm
+    normalises both by their mixture, and the network then reads the lab's own images worse
+    than a network trained on them alone (98.3% against 99.5% on the held-out 30%, seed 0;
+    docs/robustness.md). Separate statistics and affine parameters per kind, the convolutions
+    shared, is AdvProp's auxiliary batch-norm (Xie et al. 2020), which keeps clean accuracy
+    while training on much harder examples. `route` is the gate's (N,) decision, set by the
+    network before each pass (`DarkNet19.feature_map`, which in training also puts the passed
+    images first, so that each batch-norm takes a slice of the batch rather than a copy).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.open = torch.nn.BatchNorm2d(channels)
+        self.shut = torch.nn.BatchNorm2d(channels)
+        self.route: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        route = self.route
+        if route is None:
+            raise BlastscanError("GatedBatchNorm2d needs the colour gate's decision (route)")
+        if not self.training:  # both normalisations, then each image takes its own
+            return torch.where(route.view(-1, 1, 1, 1), self.open(x), self.shut(x))
+        # training: each batch-norm sees only its own images, so its batch statistics are theirs
+        passed = int(route.sum())
+        if bool(route[:passed].all()):  # passed images first (DarkNet19 sorts): two views
+            parts = (x[:passed], self.open), (x[passed:], self.shut)
+            return torch.cat([self._normalise(norm, rows) for rows, norm in parts if len(rows)])
+        order = torch.argsort((~route).to(torch.uint8), stable=True)
+        self.route = route[order]
+        try:
+            return self.forward(x[order])[torch.argsort(order)]
+        finally:
+            self.route = route
+
+    @staticmethod
+    def _normalise(norm: torch.nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        if len(x) > 1:
+            return norm(x)
+        # one image has no batch statistics: its kind's running ones, left as they are
+        return torch.nn.functional.batch_norm(
+            x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+        )

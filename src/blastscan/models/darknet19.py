@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from blastscan.errors import BlastscanError
+from blastscan.models.colour_gate import ColourGatedNorm, GatedBatchNorm2d
 from blastscan.models.input_norm import input_norm_layer
 
 # (out_channels, kernel) per conv layer; "M" is a 2x2/2 max-pool. Straight from darknet19.cfg.
@@ -28,10 +30,16 @@ FEATURE_DIM = 1000
 class ConvBNLeaky(nn.Sequential):
     """Darknet's `batch_normalize=1, activation=leaky` convolution: no conv bias, BN, LeakyReLU(0.1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        norm: type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(out_channels),
+            norm(out_channels),
             nn.LeakyReLU(0.1, inplace=True),
         )
 
@@ -45,6 +53,9 @@ class DarkNet19(nn.Module):
         super().__init__()
         # Parameter-free but for the colour gate's buffers; its six planes widen the first conv.
         self.input_norm: nn.Module = input_norm_layer(input_norm, num_classes)
+        # A colour-gated network normalises passed and shut images each by their own statistics.
+        gated = isinstance(self.input_norm, ColourGatedNorm)
+        norm = GatedBatchNorm2d if gated else nn.BatchNorm2d
         layers: list[nn.Module] = []
         channels = getattr(self.input_norm, "out_channels", in_channels)
         for item in DARKNET19_CFG:
@@ -52,9 +63,11 @@ class DarkNet19(nn.Module):
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 out_channels, kernel = item
-                layers.append(ConvBNLeaky(channels, out_channels, kernel))
+                layers.append(ConvBNLeaky(channels, out_channels, kernel, norm))
                 channels = out_channels
         self.body = nn.Sequential(*layers)
+        # a plain list, not registered twice: the layers that take the gate's decision
+        self._gated_norms = [m for m in self.body.modules() if isinstance(m, GatedBatchNorm2d)]
         self.conv19 = nn.Conv2d(channels, FEATURE_DIM, 1, bias=True)  # linear activation in the cfg
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_classes = num_classes
@@ -81,7 +94,17 @@ class DarkNet19(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """conv18's output (1024 channels): the last 3x3 conv block, where Grad-CAM looks."""
-        return self.body(self.input_norm(x))
+        if not self._gated_norms:
+            return self.body(self.input_norm(x))
+        planes, passed = self.input_norm.planes_and_gate(x)
+        order = None
+        if self.training:  # passed images first: each batch-norm then normalises a slice
+            order = torch.argsort((~passed).to(torch.uint8), stable=True)
+            planes, passed = planes[order], passed[order]
+        for norm in self._gated_norms:
+            norm.route = passed
+        out = self.body(planes)
+        return out if order is None else out[torch.argsort(order)]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1000-d pooled conv19 output: the paper's deep features."""
@@ -96,6 +119,11 @@ class DarkNet19(nn.Module):
 
     def conv_layers(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
         """The 19 convolutions in cfg order, each with its batch-norm (None for conv19)."""
+        if self._gated_norms:
+            raise BlastscanError(
+                "a colour-gated DarkNet-19 (six input planes, two batch-norms per layer) has no "
+                "Darknet .weights layout; save and load it as safetensors"
+            )
         pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = [
             (block[0], block[1]) for block in self.body if isinstance(block, ConvBNLeaky)
         ]
