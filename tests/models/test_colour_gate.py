@@ -80,27 +80,28 @@ def test_network_with_the_gate_has_six_input_planes_and_keeps_the_gate_in_its_st
         torch.testing.assert_close(reloaded(x[:4]), model(x[:4]))
 
 
-def test_gated_batch_norm_normalises_each_kind_by_its_own_statistics():
-    norm = GatedBatchNorm2d(3).train()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 3, 4, 4, generator=gen)
-    x[:4] = x[:4] * 5 + 10  # the passed images sit elsewhere than the shut ones
-    norm.route = torch.tensor([True] * 4 + [False] * 4)
-    out = norm(x)
-    # each kind is standardised on its own, as a batch-norm over that kind alone would
-    torch.testing.assert_close(
-        out[:4], torch.nn.functional.batch_norm(x[:4], None, None, training=True)
-    )
-    torch.testing.assert_close(
-        out[4:], torch.nn.functional.batch_norm(x[4:], None, None, training=True)
-    )
-    assert norm.open.running_mean.mean() > 0.5 > norm.shut.running_mean.abs().mean()
-    # in eval mode an image's output does not depend on the rest of its batch
-    norm.eval()
-    norm.route = torch.tensor([True])
-    alone = norm(x[:1])
-    norm.route = torch.tensor([True] * 4 + [False] * 4)
-    torch.testing.assert_close(norm(x)[:1], alone)
+def test_gated_batch_norms_keep_each_kinds_statistics_apart():
+    x, labels = _lab(n=32)
+    model = darknet19(2, input_norm="colour-gated")
+    fit_input_norm(model, x, labels)
+    turned = rotate_hue(x[16:], 40.0)  # shut by the gate
+    batch = torch.cat([x[:16], turned])
+    norm = model.body[0][1]
+    with torch.no_grad():
+        model.train()(batch)
+        planes = model.input_norm(batch)
+        first = model.body[0][0](planes)
+    # in training each kind's batch-norm took the statistics of its own images only
+    passed = model.input_norm.colour_passed(batch)
+    assert passed[:16].sum() >= 12 and not passed[16:].any()
+    for bn, rows in ((norm.open, first[passed]), (norm.shut, first[~passed])):
+        torch.testing.assert_close(bn.running_mean, bn.momentum * rows.mean(dim=(0, 2, 3)))
+    # in eval mode an image's answer does not depend on the rest of its batch, of either kind
+    model.eval()
+    with torch.no_grad():
+        together = model(batch)
+        torch.testing.assert_close(together[:1], model(batch[:1]), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(together[-1:], model(batch[-1:]), atol=1e-5, rtol=1e-4)
 
 
 def test_gated_network_trains_a_step_with_one_image_of_a_kind_and_refuses_darknet_weights():

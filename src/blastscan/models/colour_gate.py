@@ -135,40 +135,31 @@ class GatedBatchNorm2d(torch.nn.Module):
     than a network trained on them alone (98.3% against 99.5% on the held-out 30%, seed 0;
     docs/robustness.md). Separate statistics and affine parameters per kind, the convolutions
     shared, is AdvProp's auxiliary batch-norm (Xie et al. 2020), which keeps clean accuracy
-    while training on much harder examples. `route` is the gate's (N,) decision, set by the
-    network before each pass (`DarkNet19.feature_map`, which in training also puts the passed
-    images first, so that each batch-norm takes a slice of the batch rather than a copy).
+    while training on much harder examples.
+
+    The network says which to use before each pass (`DarkNet19.feature_map`): in training it
+    runs the passed and the shut images as two sub-batches and sets `kind` ("open" or
+    "shut"), so each batch-norm's statistics are its own images' and nothing is copied
+    between layers; in eval mode it sets `route`, the gate's (N,) decision, and every image
+    takes its own normalisation (a graph without data-dependent shapes, as ONNX needs).
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.open = torch.nn.BatchNorm2d(channels)
         self.shut = torch.nn.BatchNorm2d(channels)
+        self.kind: str | None = None
         self.route: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        route = self.route
-        if route is None:
-            raise BlastscanError("GatedBatchNorm2d needs the colour gate's decision (route)")
-        if not self.training:  # both normalisations, then each image takes its own
-            return torch.where(route.view(-1, 1, 1, 1), self.open(x), self.shut(x))
-        # training: each batch-norm sees only its own images, so its batch statistics are theirs
-        passed = int(route.sum())
-        if bool(route[:passed].all()):  # passed images first (DarkNet19 sorts): two views
-            parts = (x[:passed], self.open), (x[passed:], self.shut)
-            return torch.cat([self._normalise(norm, rows) for rows, norm in parts if len(rows)])
-        order = torch.argsort((~route).to(torch.uint8), stable=True)
-        self.route = route[order]
-        try:
-            return self.forward(x[order])[torch.argsort(order)]
-        finally:
-            self.route = route
-
-    @staticmethod
-    def _normalise(norm: torch.nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-        if len(x) > 1:
-            return norm(x)
-        # one image has no batch statistics: its kind's running ones, left as they are
-        return torch.nn.functional.batch_norm(
-            x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
-        )
+        if self.kind is not None:
+            norm = self.open if self.kind == "open" else self.shut
+            if x.shape[0] * x.shape[2] * x.shape[3] > 1:
+                return norm(x)
+            # a single value per channel has no batch statistics: the running ones, as they are
+            return torch.nn.functional.batch_norm(
+                x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+            )
+        if self.route is None:
+            raise BlastscanError("GatedBatchNorm2d needs the colour gate's decision")
+        return torch.where(self.route.view(-1, 1, 1, 1), self.open(x), self.shut(x))

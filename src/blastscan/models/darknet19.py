@@ -97,14 +97,23 @@ class DarkNet19(nn.Module):
         if not self._gated_norms:
             return self.body(self.input_norm(x))
         planes, passed = self.input_norm.planes_and_gate(x)
-        order = None
-        if self.training:  # passed images first: each batch-norm then normalises a slice
-            order = torch.argsort((~passed).to(torch.uint8), stable=True)
-            planes, passed = planes[order], passed[order]
+        if not self.training:
+            self._set_gated_norms(route=passed)
+            return self.body(planes)
+        # training: passed and shut images as two sub-batches, each through its batch-norms
+        maps, order = [], []
+        for kind, rows in (("open", passed), ("shut", ~passed)):
+            index = rows.nonzero().flatten()
+            if len(index):
+                self._set_gated_norms(kind=kind)
+                maps.append(self.body(planes[index]))
+                order.append(index)
+        self._set_gated_norms()
+        return torch.cat(maps)[torch.argsort(torch.cat(order))]
+
+    def _set_gated_norms(self, kind: str | None = None, route: torch.Tensor | None = None) -> None:
         for norm in self._gated_norms:
-            norm.route = passed
-        out = self.body(planes)
-        return out if order is None else out[torch.argsort(order)]
+            norm.kind, norm.route = kind, route
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1000-d pooled conv19 output: the paper's deep features."""
