@@ -7,7 +7,7 @@ import torch
 from blastscan.data import rotate_hue
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
-from blastscan.models.colour_gate import ColourGatedNorm, GatedBatchNorm2d, colour_statistics
+from blastscan.models.colour_gate import ColourGatedNorm, GatedBatchNorm2d, gate_statistics
 from blastscan.models.input_norm import fit_input_norm
 from blastscan.models.stain import normalize_value_chroma
 
@@ -54,12 +54,12 @@ def test_an_unfitted_gate_passes_nothing_and_fitting_needs_every_class():
         ColourGatedNorm(3).fit(x, labels)
 
 
-def test_statistics_are_nine_numbers_per_image_and_the_stain_colour_follows_the_blob():
+def test_statistics_are_eleven_numbers_per_image_and_the_stain_colour_follows_the_blob():
     x, labels = _lab(n=8)
-    stats = colour_statistics(x)
-    assert stats.shape == (8, 9)
+    stats = gate_statistics(x)
+    assert stats.shape == (8, 11)
     # the chroma-weighted colour is the blob's, not the pale background's
-    assert (stats[:, 6:] - stats[:, :3]).abs().min() > 0.05
+    assert (stats[:, 6:9] - stats[:, :3]).abs().min() > 0.05
 
 
 def test_network_with_the_gate_has_six_input_planes_and_keeps_the_gate_in_its_state():

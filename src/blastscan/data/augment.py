@@ -61,7 +61,7 @@ def augment(
     noise: float = 0.0,
     jpeg: float = 0.0,
     artefacts: float = 0.0,
-    keep_colour: float = 0.0,
+    keep_lab: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -78,10 +78,10 @@ def augment(
     on this dataset colour alone tells the class 96% of the time (docs/results.md), and a
     network that cannot count on it has to read the cells. `stain_jitter`, `saturation`,
     `blur`, `noise` and `jpeg` are another lab's stain batch, optics and camera, `artefacts`
-    the slide's stain deposits and air bubbles (`degrade`). `keep_colour` k > 0 spares a share
-    k of the images every change of light and colour (all but blur, noise, JPEG and
-    artefacts): they keep the training lab's look, where a colour-gated network
-    (`models.colour_gate`) learns to read colour, while the rest teach it to do without.
+    the slide's stain deposits and air bubbles (`degrade`). `keep_lab` k > 0 spares a share k
+    of the images every shift but the dihedral turns: they keep the training lab's look,
+    where a colour-gated network (`models.colour_gate`) learns to read colour, while the rest
+    teach it to do without.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -92,8 +92,8 @@ def augment(
         for k in range(1, 4):
             chosen = turns == k
             out[chosen] = torch.rot90(out[chosen], k, dims=(2, 3))
-    if keep_colour > 0:  # drawn only when asked: runs without keep their draws
-        kept = (torch.rand(n, generator=generator) < keep_colour).to(x.device)
+    if keep_lab > 0:  # drawn only when asked: runs without keep their draws
+        kept = (torch.rand(n, generator=generator) < keep_lab).to(x.device)
         as_in_lab = out.clone()
     if color_jitter > 0:
         s = color_jitter
@@ -118,9 +118,8 @@ def augment(
         out = torch.where(
             chosen[:, None, None, None], transfer_colour(out, mean[donor], std[donor]), out
         )
-    # drawn last, for the same reason; stain and saturation first, as one call would draw them
-    out = degrade(out, generator, stain_jitter, saturation)
-    if keep_colour > 0:
+    # drawn last, for the same reason
+    out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg, artefacts)
+    if keep_lab > 0:
         out = torch.where(kept[:, None, None, None], as_in_lab, out)
-    out = degrade(out, generator, blur=blur, noise=noise, jpeg=jpeg, artefacts=artefacts)
     return out.contiguous(memory_format=torch.channels_last)

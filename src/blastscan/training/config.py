@@ -20,7 +20,7 @@ CLASS_SORTED_BN_STATISTICS = "population, over the training images"
 # The augmentations that change an image's light and colour, hence its batch-norm statistics.
 RELIGHTING = (
     "color_jitter", "brighten", "darken", "hue", "recolour",
-    "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts", "keep_colour",
+    "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts", "keep_lab",
 )  # fmt: skip
 
 
@@ -58,7 +58,7 @@ class TrainConfig:
     noise: float = 0.0
     jpeg: float = 0.0
     artefacts: float = 0.0  # > 0: this share with stain deposits, another with air bubbles
-    keep_colour: float = 0.0  # > 0: this share spared every change of light and colour
+    keep_lab: float = 0.0  # > 0: this share spared every shift (the training lab's own look)
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green), "darkpoint" (every
     # channel against its own dark level) or "value-chroma" (each pixel's max, min and
@@ -142,7 +142,7 @@ RECIPES: dict[str, dict] = {
     "gated": {
         **_FAST,
         "input_norm": "colour-gated",
-        "keep_colour": 0.5,
+        "keep_lab": 0.5,
         "brighten": 0.5,
         "darken": 0.5,
         "hue": 50.0,
