@@ -62,6 +62,7 @@ def augment(
     jpeg: float = 0.0,
     artefacts: float = 0.0,
     keep_lab: float = 0.0,
+    lab_jitter: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -81,7 +82,9 @@ def augment(
     the slide's stain deposits and air bubbles (`degrade`). `keep_lab` k > 0 spares a share k
     of the images every shift but the dihedral turns: they keep the training lab's look,
     where a colour-gated network (`models.colour_gate`) learns to read colour, while the rest
-    teach it to do without.
+    teach it to do without. `lab_jitter` j > 0 gives the spared images the small differences
+    of one lab's own slides instead: brightness, contrast and stain by up to +-j (`jitter_colour`)
+    and hue by up to +-100 j degrees, what the colour gate lets through as the lab's look.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -96,14 +99,7 @@ def augment(
         kept = (torch.rand(n, generator=generator) < keep_lab).to(x.device)
         as_in_lab = out.clone()
     if color_jitter > 0:
-        s = color_jitter
-        draws = (torch.rand(n, 5, generator=generator) * 2 - 1).to(x.device)
-        brightness = (1 + draws[:, 0] * s).view(n, 1, 1, 1)
-        contrast = (1 + draws[:, 1] * s).view(n, 1, 1, 1)
-        stain = (1 + draws[:, 2:] * s * 0.5).view(n, 3, 1, 1)
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = ((out - mean) * contrast + mean) * brightness * stain
-        out = out.clamp_(0.0, 1.0)
+        out = jitter_colour(out, generator, color_jitter)
     if brighten > 0 or darken > 0:  # drawn after the rest: runs without keep their draws
         draws = torch.rand(n, 2, generator=generator).to(x.device)
         scale = torch.where(draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, 1 - draws[:, 1] * darken)
@@ -121,5 +117,24 @@ def augment(
     # drawn last, for the same reason
     out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg, artefacts)
     if keep_lab > 0:
+        if lab_jitter > 0:  # drawn last: runs without keep their draws
+            as_in_lab = jitter_colour(as_in_lab, generator, lab_jitter)
+            turn = (torch.rand(n, generator=generator) * 2 - 1).to(x.device)
+            as_in_lab = rotate_hue(as_in_lab, turn * lab_jitter * LAB_HUE_DEGREES)
         out = torch.where(kept[:, None, None, None], as_in_lab, out)
     return out.contiguous(memory_format=torch.channels_last)
+
+
+# `lab_jitter` j turns the spared images' hue by up to j times this many degrees (j = 0.05: 5)
+LAB_HUE_DEGREES = 100.0
+
+
+def jitter_colour(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:
+    """Brightness and contrast scaled by up to +-strength, each channel by up to +-strength/2."""
+    n = x.shape[0]
+    draws = (torch.rand(n, 5, generator=generator) * 2 - 1).to(x.device)
+    brightness = (1 + draws[:, 0] * strength).view(n, 1, 1, 1)
+    contrast = (1 + draws[:, 1] * strength).view(n, 1, 1, 1)
+    stain = (1 + draws[:, 2:] * strength * 0.5).view(n, 3, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (((x - mean) * contrast + mean) * brightness * stain).clamp_(0.0, 1.0)
