@@ -100,9 +100,3 @@ def test_keep_lab_spares_a_share_every_shift_but_the_dihedral_turns():
     half = D.augment(x.clone(), torch.Generator().manual_seed(1), keep_lab=0.5, **shifts)
     kept = (half - dihedral_only).abs().amax(dim=(1, 2, 3)) == 0
     assert 20 <= int(kept.sum()) <= 44
-    # with lab_jitter the spared images move a little, as one lab's own slides differ
-    mild = D.augment(
-        x.clone(), torch.Generator().manual_seed(1), keep_lab=1.0, lab_jitter=0.05, **shifts
-    )
-    moved = (mild - dihedral_only).abs().mean(dim=(1, 2, 3))
-    assert moved.min() > 0 and moved.max() < 0.08

@@ -62,7 +62,6 @@ def augment(
     jpeg: float = 0.0,
     artefacts: float = 0.0,
     keep_lab: float = 0.0,
-    lab_jitter: float = 0.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -82,9 +81,7 @@ def augment(
     the slide's stain deposits and air bubbles (`degrade`). `keep_lab` k > 0 spares a share k
     of the images every shift but the dihedral turns: they keep the training lab's look,
     where a colour-gated network (`models.colour_gate`) learns to read colour, while the rest
-    teach it to do without. `lab_jitter` j > 0 gives the spared images the small differences
-    of one lab's own slides instead: brightness, contrast and stain by up to +-j (`jitter_colour`)
-    and hue by up to +-100 j degrees, what the colour gate lets through as the lab's look.
+    teach it to do without.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -117,16 +114,8 @@ def augment(
     # drawn last, for the same reason
     out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg, artefacts)
     if keep_lab > 0:
-        if lab_jitter > 0:  # drawn last: runs without keep their draws
-            as_in_lab = jitter_colour(as_in_lab, generator, lab_jitter)
-            turn = (torch.rand(n, generator=generator) * 2 - 1).to(x.device)
-            as_in_lab = rotate_hue(as_in_lab, turn * lab_jitter * LAB_HUE_DEGREES)
         out = torch.where(kept[:, None, None, None], as_in_lab, out)
     return out.contiguous(memory_format=torch.channels_last)
-
-
-# `lab_jitter` j turns the spared images' hue by up to j times this many degrees (j = 0.05: 5)
-LAB_HUE_DEGREES = 100.0
 
 
 def jitter_colour(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:

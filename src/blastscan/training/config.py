@@ -20,7 +20,7 @@ CLASS_SORTED_BN_STATISTICS = "population, over the training images"
 # The augmentations that change an image's light and colour, hence its batch-norm statistics.
 RELIGHTING = (
     "color_jitter", "brighten", "darken", "hue", "recolour",
-    "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts", "keep_lab", "lab_jitter",
+    "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts", "keep_lab",
 )  # fmt: skip
 
 
@@ -59,7 +59,6 @@ class TrainConfig:
     jpeg: float = 0.0
     artefacts: float = 0.0  # > 0: this share with stain deposits, another with air bubbles
     keep_lab: float = 0.0  # > 0: this share spared every shift (the training lab's own look)
-    lab_jitter: float = 0.0  # > 0: ... but for small lamp, stain and hue differences of this size
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green), "darkpoint" (every
     # channel against its own dark level) or "value-chroma" (each pixel's max, min and
