@@ -1,4 +1,4 @@
-"""A first layer that reads colour only where the image's colour is the training lab's own.
+"""A first layer that reads colour only where the image looks like the training lab's own.
 
 The dilemma it resolves: on this dataset the stain colour tells the class 96% of the time, and
 a network that reads it is the most accurate on the training lab's own slides (the fast recipe,
@@ -7,10 +7,11 @@ network falls to 40% (docs/robustness.md). A network blind to hue and lamp (`val
 holds every such shift but loses 1-2 points on the lab's own slides, where colour was right.
 
 `ColourGatedNorm` gives the network both: the value-chroma planes of every image, and the
-image's absolute colour planes only when the image's colour statistics lie inside the training
-lab's (the *colour gate*); otherwise the colour planes are zero. Trained on a mix of untouched
-and recoloured images, one network learns to use colour when the gate passes it and to read
-the cells' darkness, chroma and shape when it does not. The gate is a pure function of the
+image's absolute colour planes only when its colour and sharpness statistics lie inside the
+training lab's (the *colour gate*); otherwise the colour planes are zero. Trained on a mix of
+untouched and shifted images, one network learns to use colour when the gate passes it and to
+read the cells' darkness, chroma and shape when it does not; `GatedBatchNorm2d` gives each
+kind of image its own batch-norm. The gate is a pure function of the
 pixels and of buffers fitted on the training images, so training, inference, Grad-CAM and
 ONNX all apply it the same way, and it is saved in every checkpoint.
 """
@@ -72,7 +73,7 @@ def _squared_distances(
 class ColourGatedNorm(torch.nn.Module):
     """Value-chroma planes, plus the colour planes where the colour gate passes: 6 channels.
 
-    The gate passes an image when, for some class, its colour statistics lie within the
+    The gate passes an image when, for some class, its gate statistics lie within the
     `GATE_QUANTILE` of the training images' squared Mahalanobis distances to their own class
     (a Gaussian per class: the classes differ in colour, so one Gaussian over all would pass
     the colours between them too). Until `fit` is called the gate passes nothing.
