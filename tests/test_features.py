@@ -26,8 +26,11 @@ def test_onnx_and_torch_engines_give_the_same_features(image_folder: Path, tmp_p
             precision="fp32",  # the engines' parity; auto is bf16 where the CPU has it
         )
         outs[engine] = load_features(path)
-    np.testing.assert_allclose(outs["onnx"]["X"], outs["torch"]["X"], atol=1e-4)
-    np.testing.assert_allclose(outs["onnx"]["logits"], outs["torch"]["logits"], atol=1e-4)
+    # float32 engines agree to a small share of the values' scale (features reach about 5)
+    np.testing.assert_allclose(outs["onnx"]["X"], outs["torch"]["X"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        outs["onnx"]["logits"], outs["torch"]["logits"], rtol=1e-4, atol=1e-4
+    )
     assert outs["onnx"]["paths"].tolist() == outs["torch"]["paths"].tolist()
     assert outs["torch"]["X"].shape == (24, 1000)
     with pytest.raises(BlastscanError, match="unknown engine"):

@@ -62,12 +62,16 @@ def input_norm_name(config: dict | None) -> str:
     return config.get("input_norm") or ("stain" if config.get("stain_norm") else "none")
 
 
+def input_norm_learns(model: torch.nn.Module) -> bool:
+    """Whether the model's first layer is fitted on the training images (the colour gate)."""
+    return hasattr(getattr(model, "input_norm", None), "fit")
+
+
 def fit_input_norm(model: torch.nn.Module, images: torch.Tensor, labels) -> bool:
     """Fit a first layer that learns from the training images (the colour gate); True if one did.
 
     `images`: (N, 3, H, W) float in [0, 1], un-augmented, as the network sees them."""
-    layer = getattr(model, "input_norm", None)
-    if not hasattr(layer, "fit"):
+    if not input_norm_learns(model):
         return False
-    layer.fit(images, labels)
+    model.input_norm.fit(images, labels)
     return True

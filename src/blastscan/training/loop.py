@@ -19,7 +19,7 @@ import torch
 from blastscan import data as D
 from blastscan.errors import BlastscanError
 from blastscan.models import darknet19
-from blastscan.models.input_norm import fit_input_norm
+from blastscan.models.input_norm import fit_input_norm, input_norm_learns
 from blastscan.outputs import atomic_write_json
 from blastscan.runtime.distributed import configure_threads, init_distributed, keep_freed_memory
 from blastscan.training.batchnorm import recompute_bn_statistics
@@ -140,9 +140,8 @@ def _train(
     torch.manual_seed(config.seed)  # the initial weights are part of the run's reproducibility
     model = darknet19(len(dataset.classes), config.pretrained, config.input_norm).to(device)
     model = model.to(memory_format=torch.channels_last)
-    if not resume and fit_input_norm(  # a resumed run's gate comes back with its checkpoint
-        model, D.to_float_tensor(images[split.train], device), labels[split.train]
-    ):
+    if not resume and input_norm_learns(model):  # a resumed run's gate is in its checkpoint
+        fit_input_norm(model, D.to_float_tensor(images[split.train], device), labels[split.train])
         log.info("colour gate fitted on the %d training images", len(split.train))
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
