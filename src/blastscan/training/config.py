@@ -106,6 +106,20 @@ _FAST = dict(
     label_smoothing=0.1,
 )
 
+# Another lab's lamp, stain, optics, camera and slide, as the shift and gated recipes train
+# under them: brighter lamps that clip, colour jitter, stain batches in optical-density space,
+# faded or over-stained slides, defocus, camera noise, JPEG, stain deposits and air bubbles.
+_SLIDE_SHIFTS = dict(
+    brighten=0.5,
+    color_jitter=0.1,
+    stain_jitter=0.3,
+    saturation=0.7,
+    blur=1.5,
+    noise=0.08,
+    jpeg=0.3,
+    artefacts=0.3,
+)
+
 RECIPES: dict[str, dict] = {
     "paper": {},
     "fast": _FAST,
@@ -120,19 +134,7 @@ RECIPES: dict[str, dict] = {
     # cannot undo: brighter lamps that clip, faded or over-stained slides, stain batches in
     # optical-density space, defocus, camera noise, JPEG, stain deposits and air bubbles
     # (`blastscan robustness --battery`; docs/robustness.md "The shift recipe").
-    "shift": {
-        **_FAST,
-        "epochs": 20,
-        "input_norm": "value-chroma",
-        "brighten": 0.5,
-        "color_jitter": 0.1,
-        "stain_jitter": 0.3,
-        "saturation": 0.7,
-        "blur": 1.5,
-        "noise": 0.08,
-        "jpeg": 0.3,
-        "artefacts": 0.3,
-    },
+    "shift": {**_FAST, **_SLIDE_SHIFTS, "epochs": 20, "input_norm": "value-chroma"},
     # Colour where the image looks like the training lab's, the cells' shape where not:
     # `--input-norm colour-gated` gives the network the value-chroma planes of every image and
     # the colour planes only of images the gate passes, with a batch-norm per gate decision
@@ -144,18 +146,11 @@ RECIPES: dict[str, dict] = {
     # docs/robustness.md "The gated recipe".
     "gated": {
         **_FAST,
+        **_SLIDE_SHIFTS,
         "input_norm": "colour-gated",
         "keep_lab": 0.5,
-        "brighten": 0.5,
         "darken": 0.5,
         "hue": 50.0,
-        "color_jitter": 0.1,
-        "stain_jitter": 0.3,
-        "saturation": 0.7,
-        "blur": 1.5,
-        "noise": 0.08,
-        "jpeg": 0.3,
-        "artefacts": 0.3,
     },
 }
 
