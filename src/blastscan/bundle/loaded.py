@@ -135,8 +135,12 @@ class Bundle:
         gate = getattr(self.model, "input_norm", None)
         if not hasattr(gate, "colour_passed"):
             return None
-        with torch.inference_mode():
-            return gate.colour_passed(to_float_tensor(images)).numpy()
+        with torch.inference_mode():  # in chunks: a float copy of every image at once is large
+            chunks = [
+                gate.colour_passed(to_float_tensor(images[i : i + 256])).numpy()
+                for i in range(0, len(images), 256)
+            ]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=bool)
 
     def resolve_head(self, head: str) -> str:
         """The head that decides: "auto" is the classical head when the bundle has one."""
