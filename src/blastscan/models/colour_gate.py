@@ -42,7 +42,10 @@ _RIDGE = 1e-3
 
 
 def gate_statistics(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB in [0, 1] -> (N, 11): the numbers of GATE_STATISTICS."""
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 11): the numbers of GATE_STATISTICS.
+
+    Written in torch, not taken from the OOD check's numpy statistics (`bundle.ood`, a layer
+    above the models): the gate runs inside the network's graph, in training and in ONNX."""
     x = x.float()
     chroma = x.amax(1, keepdim=True) - x.amin(1, keepdim=True)
     stain = (x * chroma).sum(dim=(2, 3)) / chroma.sum(dim=(2, 3)).clamp_min(1e-6)
