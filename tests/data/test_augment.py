@@ -100,3 +100,20 @@ def test_keep_lab_spares_a_share_every_shift_but_the_dihedral_turns():
     half = D.augment(x.clone(), torch.Generator().manual_seed(1), keep_lab=0.5, **shifts)
     kept = (half - dihedral_only).abs().amax(dim=(1, 2, 3)) == 0
     assert 20 <= int(kept.sum()) <= 44
+
+
+def test_shift_chance_lets_each_colour_shift_reach_about_that_share_of_images():
+    x = torch.rand(200, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    colour = dict(hue=50.0, brighten=0.5, darken=0.5, stain_jitter=0.3, saturation=0.7)
+    dihedral_only = D.augment(x.clone(), torch.Generator().manual_seed(2))
+    never = D.augment(x.clone(), torch.Generator().manual_seed(2), shift_chance=0.0, **colour)
+    torch.testing.assert_close(never, dihedral_only)
+    sometimes = D.augment(x.clone(), torch.Generator().manual_seed(2), shift_chance=0.3, **colour)
+    assert torch.equal(
+        sometimes,
+        D.augment(x.clone(), torch.Generator().manual_seed(2), shift_chance=0.3, **colour),
+    )
+    untouched = (sometimes - dihedral_only).abs().amax(dim=(1, 2, 3)) == 0
+    # five shifts, each missing an image with chance 0.7: 0.7^5 = 17% of 200 untouched
+    assert 15 <= int(untouched.sum()) <= 55
+    assert sometimes.min() >= 0 and sometimes.max() <= 1

@@ -36,6 +36,13 @@ def test_the_gate_passes_the_labs_colours_and_shuts_on_a_hue_turn_or_a_dimmer_la
     assert gate.colour_passed(held_out * 0.7).float().mean() < 0.1
 
 
+def test_the_gate_passes_the_share_of_training_images_it_is_fitted_for():
+    x, labels = _lab()
+    for quantile in (0.8, 0.975):
+        gate = ColourGatedNorm(2).fit(x, labels, quantile=quantile)
+        assert abs(float(gate.colour_passed(x).float().mean()) - quantile) < 0.02
+
+
 def test_shut_gate_leaves_exactly_the_value_chroma_planes_and_zero_colour():
     x, labels = _lab()
     gate = ColourGatedNorm(2).fit(x, labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from blastscan.data.degrade import degrade
+from blastscan.data.degrade import degrade, on_a_share
 
 
 def rotate_hue(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
@@ -62,6 +62,7 @@ def augment(
     jpeg: float = 0.0,
     artefacts: float = 0.0,
     keep_lab: float = 0.0,
+    shift_chance: float = 1.0,
 ) -> torch.Tensor:
     """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
 
@@ -81,7 +82,10 @@ def augment(
     the slide's stain deposits and air bubbles (`degrade`). `keep_lab` k > 0 spares a share k
     of the images every shift but the dihedral turns: they keep the training lab's look,
     where a colour-gated network (`models.colour_gate`) learns to read colour, while the rest
-    teach it to do without.
+    teach it to do without; only the rest are computed. `shift_chance` c < 1 lets each of the
+    colour jitter, lamp, hue, stain and saturation shifts reach an image with chance c, so
+    that images also show one lab difference at a time, as the shift battery does, rather
+    than all of them at once.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -92,30 +96,69 @@ def augment(
         for k in range(1, 4):
             chosen = turns == k
             out[chosen] = torch.rot90(out[chosen], k, dims=(2, 3))
+    shifts = dict(
+        color_jitter=color_jitter, brighten=brighten, darken=darken, hue=hue,
+        recolour=recolour, stain_jitter=stain_jitter, saturation=saturation, blur=blur,
+        noise=noise, jpeg=jpeg, artefacts=artefacts, chance=shift_chance,
+    )  # fmt: skip
     if keep_lab > 0:  # drawn only when asked: runs without keep their draws
-        kept = (torch.rand(n, generator=generator) < keep_lab).to(x.device)
-        as_in_lab = out.clone()
+        shifted = (torch.rand(n, generator=generator) >= keep_lab).nonzero().flatten()
+        if len(shifted):
+            shifted = shifted.to(x.device)
+            out[shifted] = shift_look(out[shifted], generator, **shifts)
+    else:
+        out = shift_look(out, generator, **shifts)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def shift_look(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    color_jitter: float = 0.0,
+    brighten: float = 0.0,
+    darken: float = 0.0,
+    hue: float = 0.0,
+    recolour: float = 0.0,
+    stain_jitter: float = 0.0,
+    saturation: float = 0.0,
+    blur: float = 0.0,
+    noise: float = 0.0,
+    jpeg: float = 0.0,
+    artefacts: float = 0.0,
+    chance: float = 1.0,
+) -> torch.Tensor:
+    """`augment`'s shifts of light, colour, optics and slide, in a fixed order of draws: each
+    is off at 0, and each drawn after the ones before it, so runs without it keep their draws."""
+    n = x.shape[0]
     if color_jitter > 0:
-        out = jitter_colour(out, generator, color_jitter)
-    if brighten > 0 or darken > 0:  # drawn after the rest: runs without keep their draws
-        draws = torch.rand(n, 2, generator=generator).to(x.device)
-        scale = torch.where(draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, 1 - draws[:, 1] * darken)
-        out = (out * scale.view(n, 1, 1, 1)).clamp_(0.0, 1.0).mul_(255).round_().div_(255)
-    if hue > 0:  # drawn last, for the same reason
-        degrees = (torch.rand(n, generator=generator) * 2 - 1).to(x.device) * hue
-        out = rotate_hue(out, degrees)
-    if recolour > 0:  # drawn last, for the same reason
+        x = on_a_share(x, chance, generator, lambda v: jitter_colour(v, generator, color_jitter))
+    if brighten > 0 or darken > 0:
+        x = on_a_share(x, chance, generator, lambda v: change_lamp(v, generator, brighten, darken))
+    if hue > 0:
+        x = on_a_share(x, chance, generator, lambda v: turn_hue(v, generator, hue))
+    if recolour > 0:
         chosen = (torch.rand(n, generator=generator) < recolour).to(x.device)
         donor = torch.randperm(n, generator=generator).to(x.device)
-        mean, std = channel_statistics(out)
-        out = torch.where(
-            chosen[:, None, None, None], transfer_colour(out, mean[donor], std[donor]), out
-        )
-    # drawn last, for the same reason
-    out = degrade(out, generator, stain_jitter, saturation, blur, noise, jpeg, artefacts)
-    if keep_lab > 0:
-        out = torch.where(kept[:, None, None, None], as_in_lab, out)
-    return out.contiguous(memory_format=torch.channels_last)
+        mean, std = channel_statistics(x)
+        x = torch.where(chosen[:, None, None, None], transfer_colour(x, mean[donor], std[donor]), x)
+    return degrade(x, generator, stain_jitter, saturation, blur, noise, jpeg, artefacts, chance)
+
+
+def change_lamp(
+    x: torch.Tensor, generator: torch.Generator, brighten: float, darken: float
+) -> torch.Tensor:
+    """Half the images under a lamp up to 1 + brighten brighter, half up to 1 - darken dimmer,
+    clipped and saved at 8 bits as a camera would."""
+    n = x.shape[0]
+    draws = torch.rand(n, 2, generator=generator).to(x.device)
+    scale = torch.where(draws[:, 0] < 0.5, 1 + draws[:, 1] * brighten, 1 - draws[:, 1] * darken)
+    return (x * scale.view(n, 1, 1, 1)).clamp_(0.0, 1.0).mul_(255).round_().div_(255)
+
+
+def turn_hue(x: torch.Tensor, generator: torch.Generator, degrees: float) -> torch.Tensor:
+    """Each image's hue turned by a uniform draw in [-degrees, degrees]."""
+    turn = (torch.rand(x.shape[0], generator=generator) * 2 - 1).to(x.device) * degrees
+    return rotate_hue(x, turn)
 
 
 def jitter_colour(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:

@@ -9,6 +9,7 @@ run replays exactly. Each is vectorised over the batch except JPEG, which only P
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -176,6 +177,37 @@ def slide_artefacts(x: torch.Tensor, generator: torch.Generator, share: float) -
     return x
 
 
+def on_a_share(
+    x: torch.Tensor,
+    chance: float,
+    generator: torch.Generator,
+    shift: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """`shift` applied to each image of `x` with probability `chance`, computed on those only.
+    At chance 1 nothing is drawn, so runs that shift every image keep their draws."""
+    if chance >= 1:
+        return shift(x)
+    chosen = (torch.rand(x.shape[0], generator=generator) < chance).nonzero().flatten()
+    if not len(chosen):
+        return x
+    chosen = chosen.to(x.device)
+    x = x.clone()
+    x[chosen] = shift(x[chosen])
+    return x
+
+
+def _jitter_stains_at_random(x: torch.Tensor, generator: torch.Generator, strength: float):
+    """Each stain amount scaled by U[1 - s, 1 + s] and shifted by U[-s/10, s/10] OD."""
+    draws = torch.rand(x.shape[0], 6, generator=generator).to(x.device) * 2 - 1
+    return jitter_stains(x, 1 + draws[:, :3] * strength, draws[:, 3:] * strength / 10)
+
+
+def _scale_saturation_at_random(x: torch.Tensor, generator: torch.Generator, strength: float):
+    """Saturation scaled by U[1 - s, 1 + s]."""
+    factor = 1 + (torch.rand(x.shape[0], generator=generator) * 2 - 1).to(x.device) * strength
+    return scale_saturation(x, factor)
+
+
 def degrade(
     x: torch.Tensor,
     generator: torch.Generator,
@@ -185,6 +217,7 @@ def degrade(
     noise: float = 0.0,
     jpeg: float = 0.0,
     artefacts: float = 0.0,
+    chance: float = 1.0,
 ) -> torch.Tensor:
     """The optional acquisition shifts of `augment`, each off at 0, drawn in a fixed order.
 
@@ -193,14 +226,17 @@ def degrade(
     images blurred with sigma U[0, b] px. `noise` n: half get sensor noise of s.d. up to n.
     `jpeg` p: this share re-encoded at a JPEG quality drawn from 15..90. `artefacts` a: this
     share gets stain deposits, and another draw of it air bubbles (`slide_artefacts`).
+    `chance` < 1: the stain and saturation shifts each reach an image with that chance.
     """
-    n = x.shape[0]
     if stain_jitter > 0:
-        draws = torch.rand(n, 6, generator=generator).to(x.device) * 2 - 1
-        x = jitter_stains(x, 1 + draws[:, :3] * stain_jitter, draws[:, 3:] * stain_jitter / 10)
+        x = on_a_share(
+            x, chance, generator, lambda v: _jitter_stains_at_random(v, generator, stain_jitter)
+        )
     if saturation > 0:
-        factor = 1 + (torch.rand(n, generator=generator) * 2 - 1).to(x.device) * saturation
-        x = scale_saturation(x, factor)
+        x = on_a_share(
+            x, chance, generator, lambda v: _scale_saturation_at_random(v, generator, saturation)
+        )
+    n = x.shape[0]
     if blur > 0:
         draws = torch.rand(n, 2, generator=generator).to(x.device)
         sigma = torch.where(draws[:, 0] < 0.5, draws[:, 1] * blur, torch.zeros_like(draws[:, 1]))

@@ -92,8 +92,14 @@ class ColourGatedNorm(torch.nn.Module):
         self.register_buffer("gate_threshold", torch.tensor(-1.0))
 
     @torch.no_grad()
-    def fit(self, images: torch.Tensor, labels: np.ndarray | torch.Tensor) -> ColourGatedNorm:
-        """Fit the gate on training images ((N, 3, H, W) in [0, 1]) and their class indices."""
+    def fit(
+        self,
+        images: torch.Tensor,
+        labels: np.ndarray | torch.Tensor,
+        quantile: float = GATE_QUANTILE,
+    ) -> ColourGatedNorm:
+        """Fit the gate on training images ((N, 3, H, W) in [0, 1]) and their class indices,
+        passing the share `quantile` of them."""
         statistics = gate_statistics(images).double()
         labels = torch.as_tensor(np.asarray(labels))
         num_classes = self.gate_means.shape[0]
@@ -114,7 +120,7 @@ class ColourGatedNorm(torch.nn.Module):
         self.gate_precisions.copy_(torch.stack(precisions))
         own_distance = _squared_distances(statistics, torch.stack(means), torch.stack(precisions))
         own_distance = own_distance[torch.arange(len(labels)), labels]
-        self.gate_threshold.fill_(float(torch.quantile(own_distance, GATE_QUANTILE)))
+        self.gate_threshold.fill_(float(torch.quantile(own_distance, quantile)))
         return self
 
     def gate_distance(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from blastscan.errors import BlastscanError
-from blastscan.models.colour_gate import ColourGatedNorm
+from blastscan.models.colour_gate import GATE_QUANTILE, ColourGatedNorm
 from blastscan.models.stain import (
     DarkPointNorm,
     DarkQuantileNorm,
@@ -67,11 +67,14 @@ def input_norm_learns(model: torch.nn.Module) -> bool:
     return hasattr(getattr(model, "input_norm", None), "fit")
 
 
-def fit_input_norm(model: torch.nn.Module, images: torch.Tensor, labels) -> bool:
+def fit_input_norm(
+    model: torch.nn.Module, images: torch.Tensor, labels, quantile: float = GATE_QUANTILE
+) -> bool:
     """Fit a first layer that learns from the training images (the colour gate); True if one did.
 
-    `images`: (N, 3, H, W) float in [0, 1], un-augmented, as the network sees them."""
+    `images`: (N, 3, H, W) float in [0, 1], un-augmented, as the network sees them; `quantile`:
+    the share of them the gate passes."""
     if not input_norm_learns(model):
         return False
-    model.input_norm.fit(images, labels)
+    model.input_norm.fit(images, labels, quantile)
     return True

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 
 from blastscan.errors import BlastscanError
+from blastscan.models.colour_gate import GATE_QUANTILE
 from blastscan.models.input_norm import input_norm_name
 
 # What a final checkpoint's metadata says of its batch-norm statistics. The oldest final
@@ -21,6 +22,7 @@ CLASS_SORTED_BN_STATISTICS = "population, over the training images"
 RELIGHTING = (
     "color_jitter", "brighten", "darken", "hue", "recolour",
     "stain_jitter", "saturation", "blur", "noise", "jpeg", "artefacts", "keep_lab",
+    "shift_chance",
 )  # fmt: skip
 
 
@@ -59,11 +61,13 @@ class TrainConfig:
     jpeg: float = 0.0
     artefacts: float = 0.0  # > 0: this share with stain deposits, another with air bubbles
     keep_lab: float = 0.0  # > 0: this share spared every shift (the training lab's own look)
+    shift_chance: float = 1.0  # < 1: each colour, lamp, stain and saturation shift this often
     # parameter-free first layer: "none", "stain" (per-image colour standardisation),
     # "whitepoint" (brightness-invariant darkness of red and green), "darkpoint" (every
     # channel against its own dark level) or "value-chroma" (each pixel's max, min and
     # chroma: blind to hue turns); see models/stain.py
     input_norm: str = "none"
+    gate_quantile: float = GATE_QUANTILE  # colour-gated: the share of training images the gate passes
     clip_grad_norm: float | None = None  # MATLAB's default GradientThreshold is Inf: no clipping
     label_smoothing: float = 0.0
     variant: str = "Original"
@@ -149,6 +153,7 @@ RECIPES: dict[str, dict] = {
         **_SLIDE_SHIFTS,
         "input_norm": "colour-gated",
         "keep_lab": 0.5,
+        "shift_chance": 0.5,
         "darken": 0.5,
         "hue": 50.0,
     },

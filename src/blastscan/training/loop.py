@@ -141,7 +141,12 @@ def _train(
     model = darknet19(len(dataset.classes), config.pretrained, config.input_norm).to(device)
     model = model.to(memory_format=torch.channels_last)
     if not resume and input_norm_learns(model):  # a resumed run's gate is in its checkpoint
-        fit_input_norm(model, D.to_float_tensor(images[split.train], device), labels[split.train])
+        fit_input_norm(
+            model,
+            D.to_float_tensor(images[split.train], device),
+            labels[split.train],
+            quantile=config.gate_quantile,
+        )
         log.info("colour gate fitted on the %d training images", len(split.train))
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
