@@ -196,13 +196,17 @@ def on_a_share(
     return x
 
 
-def _jitter_stains_at_random(x: torch.Tensor, generator: torch.Generator, strength: float):
+def _jitter_stains_at_random(
+    x: torch.Tensor, generator: torch.Generator, strength: float
+) -> torch.Tensor:
     """Each stain amount scaled by U[1 - s, 1 + s] and shifted by U[-s/10, s/10] OD."""
     draws = torch.rand(x.shape[0], 6, generator=generator).to(x.device) * 2 - 1
     return jitter_stains(x, 1 + draws[:, :3] * strength, draws[:, 3:] * strength / 10)
 
 
-def _scale_saturation_at_random(x: torch.Tensor, generator: torch.Generator, strength: float):
+def _scale_saturation_at_random(
+    x: torch.Tensor, generator: torch.Generator, strength: float
+) -> torch.Tensor:
     """Saturation scaled by U[1 - s, 1 + s]."""
     factor = 1 + (torch.rand(x.shape[0], generator=generator) * 2 - 1).to(x.device) * strength
     return scale_saturation(x, factor)
