@@ -34,7 +34,7 @@ def train(
             "for all; half the images trained as they are, half under lamp, hue, stain, "
             "saturation, optics, camera and slide shifts. The pick for another lab's slides: "
             "battery mean 96.6-97.6% (fast 73-78%), hue +-30 degrees >= 97.5%, clean "
-            "98.4-99.2% (fast 99.0-99.5%), 1.2x fast's time. 'shift': fast blind to hue and lamp "
+            "98.4-99.2% (fast 99.0-99.6%), 1.2x fast's time. 'shift': fast blind to hue and lamp "
             "(value-chroma) under the same shifts, 20 epochs: battery mean 97.8%, clean "
             "97.85-98.77%, 1.27x fast's time. 'robust': fast under every lamp for 160 epochs "
             "(holds brightness x0.7-x1.3; about 9x fast's time). See docs/robustness.md."
