@@ -48,44 +48,15 @@ def transfer_colour(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> t
 
 
 def augment(
-    x: torch.Tensor,
-    generator: torch.Generator,
-    color_jitter: float = 0.0,
-    brighten: float = 0.0,
-    darken: float = 0.0,
-    hue: float = 0.0,
-    recolour: float = 0.0,
-    stain_jitter: float = 0.0,
-    saturation: float = 0.0,
-    blur: float = 0.0,
-    noise: float = 0.0,
-    jpeg: float = 0.0,
-    artefacts: float = 0.0,
-    keep_lab: float = 0.0,
-    shift_chance: float = 1.0,
+    x: torch.Tensor, generator: torch.Generator, keep_lab: float = 0.0, **shifts: float
 ) -> torch.Tensor:
-    """Augment a float batch in place of a file pipeline: flips, 90-degree turns, colour.
+    """Augment a float batch in place of a file pipeline: flips, 90-degree turns, then the
+    light, colour, optics and slide `shifts` of `shift_look` (each off unless given).
 
-    Smears have no up or left, so the 8 dihedral symmetries are free data. Colour jitter
-    scales brightness and contrast and shifts the stain per channel; it is what makes the
-    network robust to other microscopes' light and stains. `brighten` b > 0 shows half the
-    images under a brighter lamp, x -> min(s x, 1) for s uniform in [1, 1 + b], saved at 8
-    bits as a camera would: the clipped highlights a dark-point network cannot divide out.
-    `darken` d > 0 shows the other half under a dimmer lamp, s uniform in [1 - d, 1]: with
-    both, a plain network sees the whole range of lamps it should not care about. `hue`
-    h > 0 rotates each image's hue by a uniform draw in [-h, h] degrees (another stain batch).
-    `recolour` p > 0 gives each image, with probability p, the colour (channel means and
-    s.d.s, `transfer_colour`) of another image of the batch, mostly one of another class:
-    on this dataset colour alone tells the class 96% of the time (docs/results.md), and a
-    network that cannot count on it has to read the cells. `stain_jitter`, `saturation`,
-    `blur`, `noise` and `jpeg` are another lab's stain batch, optics and camera, `artefacts`
-    the slide's stain deposits and air bubbles (`degrade`). `keep_lab` k > 0 spares a share k
-    of the images every shift but the dihedral turns: they keep the training lab's look,
-    where a colour-gated network (`models.colour_gate`) learns to read colour, while the rest
-    teach it to do without; only the rest are computed. `shift_chance` c < 1 lets each of the
-    colour jitter, lamp, hue, stain and saturation shifts reach an image with chance c, so
-    that images also show one lab difference at a time, as the shift battery does, rather
-    than all of them at once.
+    Smears have no up or left, so the 8 dihedral symmetries are free data. `keep_lab` k > 0
+    spares a share k of the images every shift but the dihedral turns: they keep the training
+    lab's look, where a colour-gated network (`models.colour_gate`) learns to read colour,
+    while the rest teach it to do without; only the rest are computed.
     """
     n = x.shape[0]
     # Random draws come from a CPU generator (reproducible on any device), then move to x.
@@ -96,11 +67,6 @@ def augment(
         for k in range(1, 4):
             chosen = turns == k
             out[chosen] = torch.rot90(out[chosen], k, dims=(2, 3))
-    shifts = dict(
-        color_jitter=color_jitter, brighten=brighten, darken=darken, hue=hue,
-        recolour=recolour, stain_jitter=stain_jitter, saturation=saturation, blur=blur,
-        noise=noise, jpeg=jpeg, artefacts=artefacts, chance=shift_chance,
-    )  # fmt: skip
     if keep_lab > 0:  # drawn only when asked: runs without keep their draws
         shifted = (torch.rand(n, generator=generator) >= keep_lab).nonzero().flatten()
         if len(shifted):
@@ -125,11 +91,30 @@ def shift_look(
     noise: float = 0.0,
     jpeg: float = 0.0,
     artefacts: float = 0.0,
-    chance: float = 1.0,
+    shift_chance: float = 1.0,
 ) -> torch.Tensor:
-    """`augment`'s shifts of light, colour, optics and slide, in a fixed order of draws: each
-    is off at 0, and each drawn after the ones before it, so runs without it keep their draws."""
+    """Another lamp, stain, optics and slide on a float batch, each shift off at 0 and drawn
+    after the ones before it, so runs without it keep their draws.
+
+    Colour jitter scales brightness and contrast and shifts the stain per channel; it is what
+    makes the network robust to other microscopes' light and stains. `brighten` b > 0 shows
+    half the images under a brighter lamp, x -> min(s x, 1) for s uniform in [1, 1 + b], saved
+    at 8 bits as a camera would: the clipped highlights a dark-point network cannot divide
+    out. `darken` d > 0 shows the other half under a dimmer lamp, s uniform in [1 - d, 1]:
+    with both, a plain network sees the whole range of lamps it should not care about. `hue`
+    h > 0 rotates each image's hue by a uniform draw in [-h, h] degrees (another stain batch).
+    `recolour` p > 0 gives each image, with probability p, the colour (channel means and
+    s.d.s, `transfer_colour`) of another image of the batch, mostly one of another class:
+    on this dataset colour alone tells the class 96% of the time (docs/results.md), and a
+    network that cannot count on it has to read the cells. `stain_jitter`, `saturation`,
+    `blur`, `noise` and `jpeg` are another lab's stain batch, optics and camera, `artefacts`
+    the slide's stain deposits and air bubbles (`degrade`). `shift_chance` c < 1 lets each of
+    the colour jitter, lamp, hue, stain and saturation shifts reach an image with chance c,
+    so that images also show one lab difference at a time, as the shift battery does, rather
+    than all of them at once.
+    """
     n = x.shape[0]
+    chance = shift_chance
     if color_jitter > 0:
         x = on_a_share(x, chance, generator, lambda v: jitter_colour(v, generator, color_jitter))
     if brighten > 0 or darken > 0:
